@@ -1,0 +1,157 @@
+"""One party, provisioned by site.yml: what an operator expects of a node."""
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from conftest import UNITS
+
+VENV = "/opt/secretflow/venv"
+ENV_FILE = "/etc/secretflow/node.env"
+
+
+def env_file(host) -> dict[str, str]:
+    text = host.file(ENV_FILE).content_string
+    return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_interpreter_reports_the_configured_version(host, standin):
+    version = standin["python_version"]
+    out = host.check_output(f"/opt/secretflow/python/{version}/bin/python3 -c 'import platform; print(platform.python_version())'")
+    assert out == version
+    # the venv is built from that interpreter
+    assert host.check_output(f"{VENV}/bin/python -c 'import platform; print(platform.python_version())'") == version
+
+
+def test_ray_and_celery_clis_work_with_the_pinned_click(host):
+    ray = host.run(f"{VENV}/bin/ray --version")
+    assert ray.rc == 0 and "2.42.0" in ray.stdout, ray.stdout + ray.stderr
+    celery = host.run(f"{VENV}/bin/celery --version")
+    assert celery.rc == 0 and celery.stdout.startswith("5.6."), celery.stdout + celery.stderr
+    check = host.run(f"{VENV}/bin/pip check")
+    assert check.rc == 0, check.stdout + check.stderr
+    assert host.check_output(f"{VENV}/bin/python -c 'import click; print(click.__version__)'") == "8.2.1"
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_units_enabled_and_active(host, unit, journal):
+    service = host.service(unit)
+    assert service.is_enabled
+    assert service.is_running, journal(unit)
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_units_are_hardened(host, unit):
+    props = dict(
+        line.split("=", 1)
+        for line in host.check_output(
+            f"systemctl show {unit} -p User -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp"
+        ).splitlines()
+    )
+    assert props["User"] in ("secretflow", "redis")
+    assert props["NoNewPrivileges"] == "yes"
+    assert props["ProtectSystem"] == "strict"
+    assert props["ProtectHome"] == "yes"
+    assert props["PrivateTmp"] == "yes"
+
+
+def node_ip(host) -> str:
+    return env_file(host)["NODE_IP"]
+
+
+def test_ray_head_comes_back_after_kill_9(host, journal):
+    ip = node_ip(host)
+    unit = "secretflow-ray.service"
+    pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
+    assert pid != "0", journal(unit)
+    host.run(f"kill -9 {pid}")
+    deadline = time.monotonic() + 30
+    new_pid = "0"
+    while time.monotonic() < deadline:
+        state = host.run(f"systemctl is-active {unit}").stdout.strip()
+        new_pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
+        if state == "active" and new_pid not in ("0", pid):
+            break
+        time.sleep(1)
+    assert new_pid not in ("0", pid), "Ray head not active again within 30 s" + journal(unit)
+    # and it serves again: the GCS port answers on the node address
+    host.run(f"timeout 60 sh -c 'until nc -z {ip} 61379; do sleep 1; done'")
+    assert host.socket(f"tcp://{ip}:61379").is_listening, journal(unit)
+
+
+def test_redis_listens_on_loopback_only(host):
+    listeners = [s for s in host.socket.get_listening_sockets() if s.endswith(":60379")]
+    assert listeners == ["tcp://127.0.0.1:60379"]
+
+
+def test_redis_refuses_commands_without_password(host):
+    out = host.run("redis-cli -h 127.0.0.1 -p 60379 PING")
+    assert "NOAUTH" in out.stdout + out.stderr
+
+
+def test_redis_config_never_evicts_and_keeps_an_aof(host):
+    conf = host.file("/etc/secretflow/redis.conf")
+    assert conf.mode == 0o640 and conf.group == "redis"
+    text = conf.content_string
+    assert re.search(r"^maxmemory-policy noeviction$", text, re.M)
+    assert re.search(r"^appendonly yes$", text, re.M)
+    assert re.search(r"^appendfsync everysec$", text, re.M)
+    # and the running server agrees (INFO, since CONFIG is disabled)
+    password = env_file(host)["REDIS_URL"].split(":")[2].split("@")[0]
+    info = host.check_output(f"REDISCLI_AUTH={password} redis-cli --no-auth-warning -p 60379 INFO")
+    assert "maxmemory_policy:noeviction" in info
+    assert "aof_enabled:1" in info
+    config = host.run(f"REDISCLI_AUTH={password} redis-cli --no-auth-warning -p 60379 CONFIG GET maxmemory")
+    assert "unknown command" in config.stdout.lower() + config.stderr.lower()
+
+
+def _ranges(text: str) -> range:
+    start, end = (int(x) for x in text.split("-"))
+    return range(start, end + 1)
+
+
+def test_ray_gcs_on_node_ip_and_worker_ports_disjoint_from_party_ranges(host, journal):
+    ip = node_ip(host)
+    assert host.interface("eth0").addresses[0] == ip
+    assert host.socket(f"tcp://{ip}:61379").is_listening, journal("secretflow-ray.service")
+    cmdline = host.check_output("systemctl show -p ExecStart --value secretflow-ray.service")
+    low = int(re.search(r"--min-worker-port=(\d+)", cmdline).group(1))
+    high = int(re.search(r"--max-worker-port=(\d+)", cmdline).group(1))
+    env = env_file(host)
+    ray_workers = set(range(low, high + 1))
+    for key in ("RAYFED_PORTS", "SPU_PORTS"):
+        assert not ray_workers & set(_ranges(env[key])), f"{key} {env[key]} overlaps Ray worker ports {low}-{high}"
+    # the raylet really uses that range (it is on its command line)
+    raylet = host.check_output("pgrep -a raylet || true")
+    assert f"--min_worker_port={low}" in raylet and f"--max_worker_port={high}" in raylet, raylet
+
+
+def test_env_file_content_owner_and_mode(host):
+    f = host.file(ENV_FILE)
+    assert f.user == "root" and f.group == "secretflow" and f.mode == 0o640
+    env = env_file(host)
+    assert env["NODE_ID"] == "alice"
+    assert env["NODE_IP"] == host.interface("eth0").addresses[0]
+    assert env["APP_ENV"] == "production"
+    assert re.fullmatch(r"redis://:[A-Za-z0-9]{32}@127\.0\.0\.1:60379/0", env["REDIS_URL"])
+    assert env["RAY_PORT"] == "61379"
+    assert env["RAYFED_PORTS"] == "20000-20031" and env["SPU_PORTS"] == "21000-21031"
+    assert env["FEDERATION_FILE"] == "/etc/secretflow/federation.json"
+    assert "RAY_ADDRESS" not in env
+
+
+def test_health_task_answered_through_the_broker(host, journal):
+    out = host.run(f"{VENV}/bin/sfnode health --env-file {ENV_FILE} --timeout 120")
+    assert out.rc == 0, out.stdout + out.stderr + journal("secretflow-worker.service")
+    health = json.loads(out.stdout)
+    assert health["node_id"] == "alice"
+    versions = health["versions"]
+    assert versions["secretflow"] == "1.12.0b0"
+    assert versions["ray"] == "2.42.0"
+    assert versions["click"] == "8.2.1"
+    assert versions["celery"].startswith("5.6.")
+    assert versions["python"].startswith("3.10.")
+    assert health["ray"]["resources"].get("CPU", 0) >= 1, health

@@ -1,0 +1,5 @@
+import sys
+
+from sfnode.cli import main
+
+sys.exit(main())

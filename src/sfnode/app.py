@@ -1,0 +1,180 @@
+"""The Celery app: ``celery -A sfnode.app worker``.
+
+Its configuration is read from the environment (systemd's ``EnvironmentFile=``
+holding /etc/secretflow/node.env) when the worker first needs it; a broken
+env file stops the worker at start with every problem listed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any
+
+from celery import Celery, signals
+
+from sfnode import supervise
+from sfnode.config import MAX_DEADLINE_SECONDS, ConfigError, NodeConfig, redact_url
+from sfnode.federation import FederationError, check_node, load_federation
+
+HEALTH_TASK = "sfnode.health"
+RUN_JOB_TASK = "sfnode.run_job"
+# A task is redelivered only if its worker is lost, never while a job of the
+# longest allowed deadline may still be running.
+VISIBILITY_TIMEOUT_SECONDS = MAX_DEADLINE_SECONDS + 3600
+RESULT_EXPIRES_SECONDS = 7 * 24 * 3600
+PROBE_TIMEOUT_SECONDS = 60
+VERSIONED_DISTRIBUTIONS = ("secretflow", "ray", "click", "celery")
+
+_config: NodeConfig | None = None
+
+
+def node_config() -> NodeConfig:
+    """This node's configuration, read from the environment on first use."""
+    global _config
+    if _config is None:
+        _config = NodeConfig.from_mapping(os.environ)
+    return _config
+
+
+def celery_settings(config: NodeConfig) -> dict[str, Any]:
+    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+    return {
+        "broker_url": config.redis_url,
+        "result_backend": config.result_backend_url,
+        "task_default_queue": config.celery_queue,
+        "task_routes": {HEALTH_TASK: {"queue": config.celery_queue},
+                        RUN_JOB_TASK: {"queue": config.celery_queue}},
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_track_started": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_concurrency": config.worker_concurrency,
+        "broker_transport_options": dict(transport),
+        "result_backend_transport_options": dict(transport),
+        "result_expires": RESULT_EXPIRES_SECONDS,
+        "result_extended": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "broker_connection_retry_on_startup": True,
+        "worker_hijack_root_logger": False,
+    }
+
+
+def create_app(config: NodeConfig | None = None) -> Celery:
+    celery_app = Celery("sfnode", set_as_current=False)
+    if config is not None:
+        celery_app.conf.update(celery_settings(config))
+    return celery_app
+
+
+app = create_app()
+
+
+def use_config(config: NodeConfig | None) -> None:
+    """Configure the app and the tasks from ``config`` (None: re-read the environment later)."""
+    global _config
+    _config = config
+    if config is not None:
+        app.conf.update(celery_settings(config))
+
+
+# Configured at import, from the environment systemd gives the worker. When it
+# is incomplete the module still imports (the CLI and tests configure it
+# themselves), but a worker refuses to start, listing every problem.
+_startup_error: ConfigError | None = None
+try:
+    use_config(NodeConfig.from_mapping(os.environ))
+except ConfigError as _exc:
+    _startup_error = _exc
+
+
+@signals.worker_init.connect
+def _refuse_to_start_unconfigured(**_: Any) -> None:
+    if _config is None:
+        error = _startup_error or ConfigError(["no configuration"])
+        print(f"sfnode worker cannot start: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(78)  # EX_CONFIG; Celery's signal dispatch swallows Exceptions
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in VERSIONED_DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def probe_ray(config: NodeConfig, timeout: float = PROBE_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """The Ray head's resources, asked from a subprocess (this worker never joins Ray)."""
+    address = config.ray_address
+    env = supervise.child_environment(config)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "sfnode.probe", "--address", address],
+            capture_output=True, text=True, timeout=timeout, env=env, check=False,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired:
+        return {"address": address, "resources": None,
+                "error": f"no answer from the Ray head at {address} within {timeout:.0f} s"}
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                break
+            if answer.get("ok"):
+                return {"address": address, "resources": answer.get("resources"),
+                        "nodes": answer.get("nodes")}
+            return {"address": address, "resources": None, "error": answer.get("error")}
+    tail = "\n".join(proc.stderr.splitlines()[-5:])
+    return {"address": address, "resources": None,
+            "error": f"probe exited with code {proc.returncode}: {tail}"}
+
+
+def health_report() -> dict[str, Any]:
+    """What ``sfnode.health`` answers: versions, the Ray head's resources, file agreement."""
+    config = node_config()
+    problems: list[str] = []
+    try:
+        problems.extend(check_node(config, load_federation(config.federation_file)))
+    except FederationError as exc:
+        problems.extend(exc.problems)
+    ray = probe_ray(config)
+    return {
+        "ok": not problems and ray.get("resources") is not None,
+        "node_id": config.node_id,
+        "node_ip": config.node_ip,
+        "broker": redact_url(config.redis_url),
+        "queue": config.celery_queue,
+        "versions": versions(),
+        "ray": ray,
+        "federation_problems": problems,
+    }
+
+
+def run_job_answer(spec: Any) -> dict[str, Any]:
+    """What ``sfnode.run_job`` answers; a bad spec or configuration is an answer, never raised."""
+    try:
+        config = node_config()
+    except ConfigError as exc:
+        return {"ok": False, "phase": "validate", "error": str(exc), "problems": exc.problems}
+    try:
+        return supervise.run_job(spec, config)
+    except Exception as exc:  # noqa: BLE001  the caller always gets a dict
+        return {"ok": False, "job_id": spec.get("job_id") if isinstance(spec, dict) else None,
+                "party": config.node_id, "phase": "supervise",
+                "error": f"{type(exc).__name__}: {exc}", "problems": []}
+
+
+health = app.task(name=HEALTH_TASK)(health_report)
+run_job = app.task(name=RUN_JOB_TASK)(run_job_answer)

@@ -1,0 +1,220 @@
+"""The ``sfnode`` command: health, submit, validate and expand.
+
+argparse rather than click keeps this command out of the click pin that Ray
+and Celery share. Exit codes: 0 success, 1 the job or check failed, 2 a usage
+or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sfnode.config import DEFAULT_ENV_FILE, ConfigError, NodeConfig, redact_url
+from sfnode.federation import FederationError, load_federation
+from sfnode.spec import SpecError, expand_spec, validate_spec
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# How much longer than the job's deadline the submitter waits for results.
+RESULT_MARGIN_SECONDS = 120
+
+
+class UsageError(Exception):
+    pass
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _config(args: argparse.Namespace) -> NodeConfig:
+    return NodeConfig.from_env_file(args.env_file)
+
+
+def _read_spec(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot read job spec {path}: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"job spec {path} is not valid JSON: {exc}") from exc
+
+
+def _expanded(args: argparse.Namespace, config: NodeConfig) -> dict[str, Any]:
+    federation = load_federation(config.federation_file)
+    return expand_spec(_read_spec(args.spec), federation, config.job_deadline_seconds)
+
+
+def _parse_party_urls(items: Sequence[str], option: str) -> dict[str, str]:
+    urls: dict[str, str] = {}
+    for item in items:
+        party, sep, url = item.partition("=")
+        if not sep or not party or not url:
+            raise UsageError(f"{option} {item!r} is not PARTY=URL (e.g. bob=redis://:pw@host:port/0)")
+        urls[party] = url
+    return urls
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = _config(args)
+    federation = load_federation(config.federation_file)
+    spec = expand_spec(_read_spec(args.spec), federation, config.job_deadline_seconds)
+    validate_spec(spec, config, federation)
+    print(f"job spec {spec['job_id']!r} ({spec['kind']}) is valid on party {config.node_id}")
+    return EXIT_OK
+
+
+def cmd_expand(args: argparse.Namespace) -> int:
+    _print_json(_expanded(args, _config(args)))
+    return EXIT_OK
+
+
+def _client(broker: str, backend: str, queue: str) -> Any:
+    from celery import Celery
+
+    client = Celery("sfnode-cli", set_as_current=False)
+    client.conf.update(
+        broker_url=broker, result_backend=backend, task_default_queue=queue,
+        task_serializer="json", result_serializer="json", accept_content=["json"],
+        result_accept_content=["json"], broker_connection_retry_on_startup=True,
+        broker_connection_timeout=10, redis_socket_connect_timeout=10,
+    )
+    return client
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from sfnode.app import HEALTH_TASK
+
+    config = _config(args)
+    client = _client(config.redis_url, config.result_backend_url, config.celery_queue)
+    async_result = client.send_task(HEALTH_TASK, queue=config.celery_queue)
+    try:
+        answer = async_result.get(timeout=args.timeout, disable_sync_subtasks=False)
+    except Exception as exc:  # noqa: BLE001  a timeout or a broker error is an answer
+        answer = {"ok": False, "node_id": config.node_id,
+                  "error": f"no health answer from the worker behind "
+                           f"{redact_url(config.redis_url)} (queue {config.celery_queue}) within "
+                           f"{args.timeout:.0f} s: {type(exc).__name__}: {exc}"}
+    _print_json(answer)
+    return EXIT_OK if answer.get("ok") else EXIT_FAILED
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from sfnode.app import RUN_JOB_TASK
+
+    config = _config(args)
+    spec = _expanded(args, config)
+    parties = [p.get("id") for p in spec.get("parties", []) if isinstance(p, dict)]
+    brokers = _parse_party_urls(args.broker, "--broker")
+    backends = _parse_party_urls(args.backend, "--backend")
+    if not brokers:
+        brokers = {config.node_id: config.redis_url}
+    targets: dict[str, tuple[str, str]] = {}
+    for party, broker in brokers.items():
+        if party not in parties:
+            raise UsageError(f"--broker {party}=...: {party!r} is not a party of job "
+                             f"{spec.get('job_id')!r} (parties: {', '.join(parties)})")
+        backend = backends.get(party)
+        if backend is None and party == config.node_id and broker == config.redis_url:
+            backend = config.result_backend_url
+        if backend is None:
+            raise UsageError(f"--broker {party}=... needs --backend {party}=URL: the result "
+                             f"backend of {party}'s worker (its RESULT_BACKEND_URL)")
+        targets[party] = (broker, backend)
+
+    deadline = spec.get("deadline_seconds") or config.job_deadline_seconds
+    timeout = args.timeout if args.timeout is not None else deadline + RESULT_MARGIN_SECONDS
+    pending = {}
+    results: dict[str, Any] = {}
+    for party, (broker, backend) in targets.items():
+        client = _client(broker, backend, config.celery_queue)
+        try:
+            pending[party] = client.send_task(RUN_JOB_TASK, args=[spec], queue=config.celery_queue)
+        except Exception as exc:  # noqa: BLE001
+            results[party] = {"ok": False, "party": party,
+                              "error": f"could not send the job to {redact_url(broker)}: "
+                                       f"{type(exc).__name__}: {exc}"}
+    give_up = time.monotonic() + timeout
+    while pending and time.monotonic() < give_up:
+        for party, async_result in list(pending.items()):
+            try:
+                ready = async_result.ready()
+            except Exception:  # noqa: BLE001  transient backend trouble: try again
+                ready = False
+            if ready:
+                try:
+                    results[party] = async_result.get(timeout=10, propagate=False)
+                except Exception as exc:  # noqa: BLE001
+                    results[party] = {"ok": False, "party": party,
+                                      "error": f"{type(exc).__name__}: {exc}"}
+                del pending[party]
+        if pending:
+            time.sleep(1)
+    for party, async_result in pending.items():
+        results[party] = {"ok": False, "party": party,
+                          "error": f"no result from party {party}'s worker within {timeout:.0f} s "
+                                   f"(task {async_result.id} is still queued or running)"}
+    for party, answer in list(results.items()):
+        if not isinstance(answer, dict):
+            results[party] = {"ok": False, "party": party, "error": f"task failed: {answer!r}"}
+    ok = bool(results) and all(r.get("ok") for r in results.values())
+    _print_json({"job_id": spec.get("job_id"), "ok": ok, "results": results})
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sfnode", description="SecretFlow federation node")
+    sub = parser.add_subparsers(dest="command", required=True)
+    default_env = os.environ.get("SFNODE_ENV_FILE", DEFAULT_ENV_FILE)
+
+    def with_env(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--env-file", type=Path, default=Path(default_env),
+                       help=f"node env file (default: {default_env})")
+        return p
+
+    p = with_env(sub.add_parser("health", help="ask this node's worker for its health"))
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait (default 120)")
+    p.set_defaults(func=cmd_health)
+
+    p = with_env(sub.add_parser("submit", help="send a job to the participants' workers"))
+    p.add_argument("spec", type=Path, help="job spec (short or full) JSON file")
+    p.add_argument("--broker", action="append", default=[], metavar="PARTY=URL",
+                   help="send to this party's broker (repeatable; default: only this node's)")
+    p.add_argument("--backend", action="append", default=[], metavar="PARTY=URL",
+                   help="result backend of a --broker party (default for this node: "
+                        "RESULT_BACKEND_URL)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help=f"seconds to wait for results (default: deadline + "
+                        f"{RESULT_MARGIN_SECONDS})")
+    p.set_defaults(func=cmd_submit)
+
+    p = with_env(sub.add_parser("validate", help="validate a job spec on this node"))
+    p.add_argument("spec", type=Path)
+    p.set_defaults(func=cmd_validate)
+
+    p = with_env(sub.add_parser("expand", help="print the full form of a short job spec"))
+    p.add_argument("spec", type=Path)
+    p.set_defaults(func=cmd_expand)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SpecError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_FAILED
+    except (ConfigError, FederationError, UsageError) as exc:
+        print(f"sfnode {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,286 @@
+"""The parent side of a job, called by the Celery task.
+
+Validate the spec, take the slot's lock, start the runner in a session of its
+own, wait until the deadline and, past it, kill the runner's whole process
+group. The answer is always a JSON-able dict; this module does not raise for
+anything a job or an operator can get wrong.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sfnode.config import NodeConfig
+from sfnode.federation import Federation, FederationError, load_federation
+from sfnode.runner import RESULT_NAME, SPEC_NAME, STATUS_NAME, read_json, write_json_atomic
+from sfnode.spec import JobSpec, SpecError, validate_spec
+
+RunnerCommand = Callable[[Path, Path], Sequence[str]]
+
+KILL_GRACE_SECONDS = 10.0
+POLL_SECONDS = 0.5
+LOG_NAME = "runner.log"
+SLOTS_DIR = ".slots"
+ACTOR_CLEANUP_NOTE = (
+    "Ray removes the job's non-detached actors (PYU/SPU) once their driver process is gone"
+)
+
+
+def default_runner_command(spec_path: Path, workdir: Path) -> list[str]:
+    return [sys.executable, "-m", "sfnode.runner", "--spec", str(spec_path),
+            "--workdir", str(workdir)]
+
+
+class SlotBusy(Exception):
+    def __init__(self, slot: int, holder: str) -> None:
+        self.slot = slot
+        self.holder = holder
+        super().__init__(f"slot {slot} is busy with job {holder!r}")
+
+
+class SlotLock:
+    """An exclusive ``flock`` on ``JOB_DIR/.slots/<slot>.lock`` holding the job id.
+
+    The runner inherits the descriptor, so the slot stays taken as long as the
+    runner lives, even if the worker that started it does not.
+    """
+
+    def __init__(self, job_dir: Path, slot: int, job_id: str) -> None:
+        self.path = job_dir / SLOTS_DIR / f"{slot}.lock"
+        self.slot = slot
+        self.job_id = job_id
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "(unknown)"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise SlotBusy(self.slot, holder) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, self.job_id.encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> SlotLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def child_environment(config: NodeConfig) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(config.to_env())
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _failure(spec_data: Any, config: NodeConfig, phase: str, error: str, started: float,
+             **extra: Any) -> dict[str, Any]:
+    data = spec_data if isinstance(spec_data, Mapping) else {}
+    job_id = data.get("job_id")
+    kind = data.get("kind")
+    return {
+        "ok": False,
+        "job_id": job_id if isinstance(job_id, str) else None,
+        "party": config.node_id,
+        "kind": kind if isinstance(kind, str) else None,
+        "phase": phase,
+        "error": error,
+        **extra,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def kill_process_group(proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
+    """SIGTERM the group, wait up to ``grace_seconds`` for its leader, then SIGKILL the group."""
+    pgid = proc.pid  # start_new_session=True: the runner leads its own group
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        pass
+    # Members that outlive their leader (or ignore SIGTERM) go too.
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def run_job(
+    spec_data: Any,
+    config: NodeConfig,
+    *,
+    federation: Federation | None = None,
+    runner_command: RunnerCommand = default_runner_command,
+    grace_seconds: float = KILL_GRACE_SECONDS,
+    poll_seconds: float = POLL_SECONDS,
+) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        if federation is None:
+            federation = load_federation(config.federation_file)
+    except FederationError as exc:
+        return _failure(spec_data, config, "validate", str(exc), started, problems=exc.problems)
+    try:
+        spec = validate_spec(spec_data, config, federation)
+    except SpecError as exc:
+        return _failure(spec_data, config, "validate", str(exc), started,
+                        problems=exc.to_dicts())
+
+    lock = SlotLock(config.job_dir, spec.slot, spec.job_id)
+    try:
+        lock.acquire()
+    except SlotBusy as exc:
+        return _failure(
+            spec_data, config, "validate",
+            f"slot {spec.slot} on party {config.node_id} is busy with job {exc.holder!r}; "
+            f"retry job {spec.job_id!r} when that job ends, or give it a free slot "
+            f"(0..{config.slots - 1})", started)
+    try:
+        return _run_locked(spec, config, lock, runner_command, grace_seconds, poll_seconds,
+                           started)
+    finally:
+        lock.release()
+
+
+def _run_locked(spec: JobSpec, config: NodeConfig, lock: SlotLock, runner_command: RunnerCommand,
+                grace_seconds: float, poll_seconds: float, started: float) -> dict[str, Any]:
+    spec_dict = spec.to_dict()
+    workdir = config.job_dir / spec.job_id
+    if workdir.exists():
+        return _earlier_run(spec, spec_dict, config, workdir, started)
+    workdir.mkdir(parents=True)
+    spec_path = workdir / SPEC_NAME
+    write_json_atomic(spec_path, spec_dict)
+    log_path = workdir / LOG_NAME
+    assert lock.fd is not None
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            list(runner_command(spec_path, workdir)),
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=workdir, env=child_environment(config),
+            start_new_session=True, pass_fds=(lock.fd,),
+        )
+    deadline = started + spec.deadline_seconds
+    timed_out = False
+    while proc.poll() is None:
+        if time.monotonic() >= deadline:
+            timed_out = True
+            kill_process_group(proc, grace_seconds)
+            break
+        time.sleep(poll_seconds)
+
+    base = {"job_id": spec.job_id, "party": config.node_id, "kind": spec.kind,
+            "workdir": str(workdir)}
+    status = read_json(workdir / STATUS_NAME) or {}
+    result = read_json(workdir / RESULT_NAME)
+    seconds = round(time.monotonic() - started, 3)
+    if timed_out:
+        return {**base, **_timeout_answer(spec, config, status, result), "seconds": seconds}
+    if not isinstance(result, dict) or not result.get("final"):
+        phase = status.get("phase") or "start"
+        return {**base, "ok": False, "phase": phase,
+                "error": f"the runner exited with code {proc.returncode} in phase {phase!r} "
+                         f"without writing a final result; the end of {log_path}:\n"
+                         f"{_tail(log_path)}",
+                "seconds": seconds}
+    answer = {**base, "ok": bool(result.get("ok")), "phase": result.get("phase"),
+              "seconds": seconds}
+    if result.get("ok"):
+        answer["result"] = result.get("result")
+    else:
+        answer["error"] = result.get("error")
+    if "phases" in result:
+        answer["phases"] = result["phases"]
+    return answer
+
+
+def _timeout_answer(spec: JobSpec, config: NodeConfig, status: Mapping[str, Any],
+                    result: Any) -> dict[str, Any]:
+    phase = status.get("phase") or "start"
+    head = (f"job {spec.job_id!r} on party {config.node_id} missed its "
+            f"{spec.deadline_seconds} s deadline in phase {phase!r}")
+    tail = f"the runner's process group was killed; {ACTOR_CLEANUP_NOTE}"
+    answer: dict[str, Any] = {"phase": phase, "timed_out": True}
+    if phase == "shutdown" and isinstance(result, dict) and result.get("ok"):
+        # The job itself finished; only the closing barrier with the peers hung.
+        answer.update(ok=True, result=result.get("result"),
+                      warning=f"{head} (the job had finished; the shutdown barrier with the "
+                              f"peers did not complete); {tail}")
+        return answer
+    detail = ""
+    if phase == "init":
+        peers = status.get("peers") or {}
+        silent = [{"id": pid, "address": info.get("address")}
+                  for pid, info in peers.items() if not info.get("answered")]
+        if not status.get("peers"):
+            silent = [{"id": p.id, "address": p.rayfed_address}
+                      for p in spec.peers(config.node_id)]
+        answer["silent_peers"] = silent
+        if silent:
+            names = ", ".join(f"{p['id']} ({p['address']})" for p in silent)
+            detail = (f": these peers never answered on their rayfed port (their job has not "
+                      f"reached sf.init, or the port is blocked): {names}")
+        else:
+            detail = (": every peer answered on its rayfed port, but sf.init did not complete "
+                      "(check the peers' job logs)")
+    elif phase in ("start", "import"):
+        detail = ": the runner did not get as far as sf.init (importing SecretFlow)"
+    answer.update(ok=False, error=f"{head}{detail}; {tail}")
+    return answer
+
+
+def _earlier_run(spec: JobSpec, spec_dict: dict[str, Any], config: NodeConfig, workdir: Path,
+                 started: float) -> dict[str, Any]:
+    """A job id seen before: replay a finished identical job (a redelivered task), else refuse."""
+    earlier_spec = read_json(workdir / SPEC_NAME)
+    result = read_json(workdir / RESULT_NAME)
+    base = {"job_id": spec.job_id, "party": config.node_id, "kind": spec.kind,
+            "workdir": str(workdir)}
+    if earlier_spec == spec_dict and isinstance(result, dict) and result.get("final"):
+        answer = {**base, "ok": bool(result.get("ok")), "phase": result.get("phase"),
+                  "replayed": True, "seconds": round(time.monotonic() - started, 3)}
+        answer["result" if result.get("ok") else "error"] = (
+            result.get("result") if result.get("ok") else result.get("error"))
+        return answer
+    return {**base, "ok": False, "phase": "validate",
+            "error": f"job_id {spec.job_id!r} was already used on party {config.node_id} "
+                     f"({workdir} exists" + ("" if earlier_spec == spec_dict else
+                                              " with a different spec") +
+                     "); job ids are single-use: submit the job under a new job_id",
+            "seconds": round(time.monotonic() - started, 3)}
+

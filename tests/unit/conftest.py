@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sfnode.config import NodeConfig
+from sfnode.federation import Federation, parse_federation
+
+FEDERATION = {
+    "version": 1,
+    "parties": [
+        {"id": "alice", "ip": "10.89.0.2", "rayfed_ports": [20000, 20031],
+         "spu_ports": [21000, 21031]},
+        {"id": "bob", "ip": "10.89.0.3", "rayfed_ports": [20000, 20031],
+         "spu_ports": [21000, 21031]},
+        {"id": "carol", "ip": "10.89.0.4", "rayfed_ports": [30000, 30003],
+         "spu_ports": [31000, 31003]},
+    ],
+}
+
+
+def env_for(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        "NODE_ID": "alice",
+        "NODE_IP": "10.89.0.2",
+        "APP_ENV": "production",
+        "REDIS_URL": "redis://:secret@127.0.0.1:60379/0",
+        "RESULT_BACKEND_URL": "redis://:secret@127.0.0.1:60379/1",
+        "RAY_PORT": "61379",
+        "RAYFED_PORTS": "20000-20031",
+        "SPU_PORTS": "21000-21031",
+        "FEDERATION_FILE": str(tmp_path / "federation.json"),
+        "DATA_DIR": str(tmp_path / "data"),
+        "JOB_DIR": str(tmp_path / "jobs"),
+        "JOB_DEADLINE_SECONDS": "600",
+        "CELERY_QUEUE": "secretflow",
+        "WORKER_CONCURRENCY": "2",
+    }
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def federation_data() -> dict[str, Any]:
+    return json.loads(json.dumps(FEDERATION))
+
+
+@pytest.fixture
+def federation(federation_data: dict[str, Any]) -> Federation:
+    return parse_federation(federation_data)
+
+
+@pytest.fixture
+def config(tmp_path: Path, federation_data: dict[str, Any]) -> NodeConfig:
+    (tmp_path / "federation.json").write_text(json.dumps(federation_data))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "jobs").mkdir()
+    return NodeConfig.from_mapping(env_for(tmp_path))
+
+
+def party(pid: str, slot: int = 0) -> dict[str, Any]:
+    entry = next(p for p in FEDERATION["parties"] if p["id"] == pid)
+    return {"id": pid, "ip": entry["ip"], "rayfed_port": entry["rayfed_ports"][0] + slot,
+            "spu_port": entry["spu_ports"][0] + slot}
+
+
+def full_spec(kind: str = "ping", parties: tuple[str, ...] = ("alice", "bob"), slot: int = 0,
+              **extra: Any) -> dict[str, Any]:
+    spec = {"job_id": f"{kind.replace('_', '-')}-0001", "kind": kind, "slot": slot,
+            "deadline_seconds": 60, "parties": [party(p, slot) for p in parties], "params": {}}
+    spec.update(extra)
+    return spec

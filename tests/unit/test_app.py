@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import full_spec
+from sfnode import app as app_module
+from sfnode.app import RUN_JOB_TASK, app, celery_settings, health_report, run_job_answer
+from sfnode.config import NodeConfig
+
+
+@pytest.fixture
+def node(config: NodeConfig) -> Iterator[NodeConfig]:
+    app_module.use_config(config)
+    yield config
+    app_module.use_config(None)
+
+
+def test_settings_from_config(node: NodeConfig) -> None:
+    settings = celery_settings(node)
+    assert settings["broker_url"] == node.redis_url
+    assert settings["result_backend"] == node.result_backend_url
+    assert settings["task_default_queue"] == "secretflow"
+    assert settings["task_acks_late"] and settings["task_reject_on_worker_lost"]
+    assert settings["worker_prefetch_multiplier"] == 1
+    assert settings["broker_transport_options"]["visibility_timeout"] > 86400
+    assert settings["result_backend_transport_options"]["visibility_timeout"] > 86400
+    assert settings["accept_content"] == ["json"]
+    assert settings["result_expires"] == 7 * 24 * 3600
+    assert app.conf.broker_url == node.redis_url  # the module-level app reads the same
+
+
+def test_malformed_spec_returns_failure_dict(node: NodeConfig) -> None:
+    answer = run_job_answer({"job_id": "X", "kind": "ping"})
+    assert answer["ok"] is False
+    assert answer["phase"] == "validate"
+    fields = [p["field"] for p in answer["problems"]]
+    assert fields[:2] == ["job_id", "slot"]
+    assert "job spec field job_id: 'X'" in answer["error"]
+    json.dumps(answer)
+
+
+@pytest.mark.parametrize("spec", [None, "not a dict", [1, 2]])
+def test_non_object_spec_eager(node: NodeConfig, spec: object) -> None:
+    app.conf.task_always_eager = True
+    try:
+        answer = app.tasks[RUN_JOB_TASK].delay(spec).get(timeout=10)
+    finally:
+        app.conf.task_always_eager = False
+    assert answer["ok"] is False
+    assert "is not a JSON object" in answer["error"]
+
+
+def test_broken_environment_is_an_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    app_module.use_config(None)
+    monkeypatch.delenv("NODE_ID", raising=False)
+    answer = run_job_answer(full_spec())
+    assert answer["ok"] is False and "NODE_ID is missing" in answer["error"]
+
+
+def test_health_reports_versions_without_joining_ray(node: NodeConfig) -> None:
+    # Nothing listens on this Ray address (and ray may not even be installed): the probe
+    # subprocess reports the failure; the worker process itself never imports ray.
+    answer = app.tasks["sfnode.health"].apply().get(timeout=120)
+    assert answer["node_id"] == "alice"
+    assert answer["versions"]["celery"].startswith("5.6")
+    assert answer["versions"]["python"]
+    assert answer["ray"]["address"] == "10.89.0.2:61379"
+    assert answer["ray"]["resources"] is None and answer["ray"]["error"]
+    assert answer["ok"] is False
+    assert answer["federation_problems"] == []
+    assert "ray" not in sys.modules or answer["versions"]["ray"]

@@ -1,0 +1,117 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import env_for
+from sfnode.config import ConfigError, NodeConfig, PortRange, read_env_file, redact_url
+
+
+def test_valid_mapping_parses_every_key(tmp_path: Path) -> None:
+    config = NodeConfig.from_mapping(env_for(tmp_path))
+    assert config.node_id == "alice"
+    assert config.ray_address == "10.89.0.2:61379"
+    assert config.rayfed_ports == PortRange(20000, 20031)
+    assert config.spu_ports.port(3) == 21003
+    assert config.slots == 32
+    assert config.worker_concurrency == 2
+    assert config.job_dir == tmp_path / "jobs"
+
+
+def test_env_file_skips_blanks_and_comments(tmp_path: Path) -> None:
+    lines = ["# rendered by the roles", ""] + [f"{k}={v}" for k, v in env_for(tmp_path).items()]
+    path = tmp_path / "node.env"
+    path.write_text("\n".join(lines) + "\n")
+    config = NodeConfig.from_env_file(path)
+    assert config.redis_url == "redis://:secret@127.0.0.1:60379/0"
+    assert config.to_env()["RAYFED_PORTS"] == "20000-20031"
+
+
+def test_env_file_line_without_equals_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "node.env"
+    path.write_text("NODE_ID=alice\nexport NODE_IP\n")
+    with pytest.raises(ConfigError, match=r"line 2 'export NODE_IP' is not KEY=VALUE"):
+        read_env_file(path)
+
+
+def test_localhost_in_password_is_not_the_host(tmp_path: Path) -> None:
+    env = env_for(tmp_path, REDIS_URL="redis://:localhost@10.0.0.5:6379/0")
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_mapping(env)
+    message = str(err.value)
+    assert "REDIS_URL=" in message
+    assert "host '10.0.0.5'" in message
+    assert "loopback" in message
+    assert "localhost@" not in message  # the password is redacted, not echoed
+
+
+def test_non_loopback_broker_rejected_in_production(tmp_path: Path) -> None:
+    env = env_for(tmp_path, REDIS_URL="redis://:pw@redis.example.org:6379/0")
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_mapping(env)
+    assert len(err.value.problems) == 1
+    problem = err.value.problems[0]
+    assert problem.startswith("REDIS_URL='redis://:***@redis.example.org:6379/0'")
+    assert "APP_ENV=production" in problem and "127.0.0.1, ::1 or localhost" in problem
+
+
+@pytest.mark.parametrize("url", ["redis://:pw@127.0.0.1:6379/0", "redis://:pw@127.8.9.1:6379",
+                                 "rediss://:pw@localhost:6380/2", "redis://:pw@[::1]:6379/0"])
+def test_loopback_brokers_accepted_in_production(tmp_path: Path, url: str) -> None:
+    assert NodeConfig.from_mapping(env_for(tmp_path, REDIS_URL=url)).redis_url == url
+
+
+def test_non_loopback_broker_allowed_in_development(tmp_path: Path) -> None:
+    env = env_for(tmp_path, APP_ENV="development", REDIS_URL="redis://:pw@10.0.0.5:6379/0")
+    assert NodeConfig.from_mapping(env).app_env == "development"
+
+
+def test_url_without_port_or_with_wrong_scheme(tmp_path: Path) -> None:
+    env = env_for(tmp_path, REDIS_URL="redis://127.0.0.1/0", RESULT_BACKEND_URL="http://127.0.0.1:1")
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_mapping(env)
+    text = str(err.value)
+    assert "REDIS_URL='redis://127.0.0.1/0' has no port" in text
+    assert "RESULT_BACKEND_URL='http://127.0.0.1:1' has scheme 'http'" in text
+
+
+def test_all_problems_reported_at_once(tmp_path: Path) -> None:
+    env = env_for(tmp_path, NODE_ID="Alice!", NODE_IP="10.89.0.300", RAYFED_PORTS="20031-20000",
+                  SPU_PORTS="80-90", APP_ENV="prod")
+    del env["JOB_DIR"]
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_mapping(env)
+    text = str(err.value)
+    for fragment in ("NODE_ID='Alice!'", "[a-z][a-z0-9_-]{0,31}", "NODE_IP='10.89.0.300'",
+                     "RAYFED_PORTS='20031-20000' start 20031 is greater than end 20000",
+                     "SPU_PORTS='80-90' port 80 is outside 1024..65535", "APP_ENV='prod'",
+                     "JOB_DIR is missing"):
+        assert fragment in text
+    assert len(err.value.problems) == 6
+
+
+@pytest.mark.parametrize("value", ["20000", "20000-", "a-b", "20000-70000"])
+def test_bad_port_ranges(tmp_path: Path, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"RAYFED_PORTS='{value}'"):
+        NodeConfig.from_mapping(env_for(tmp_path, RAYFED_PORTS=value))
+
+
+def test_overlapping_ranges_and_ray_port_inside(tmp_path: Path) -> None:
+    env = env_for(tmp_path, SPU_PORTS="20010-20040", RAY_PORT="20005")
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_mapping(env)
+    text = str(err.value)
+    assert "overlaps SPU_PORTS" in text
+    assert "RAY_PORT=20005 lies inside RAYFED_PORTS" in text
+
+
+def test_concurrency_beyond_slots(tmp_path: Path) -> None:
+    env = env_for(tmp_path, RAYFED_PORTS="20000-20001", WORKER_CONCURRENCY="3")
+    with pytest.raises(ConfigError, match=r"WORKER_CONCURRENCY=3 exceeds the 2 port slots"):
+        NodeConfig.from_mapping(env)
+
+
+def test_redact_url() -> None:
+    assert redact_url("redis://:s3cr@t@127.0.0.1:1/0") == "redis://:***@127.0.0.1:1/0"
+    assert redact_url("redis://127.0.0.1:1/0") == "redis://127.0.0.1:1/0"

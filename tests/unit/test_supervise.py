@@ -1,0 +1,167 @@
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import full_spec
+from sfnode.config import NodeConfig
+from sfnode.federation import Federation
+from sfnode.supervise import SlotLock, run_job
+
+# Stand-in runners: tiny scripts given as the runner command, so no SecretFlow is needed.
+HANGS_IN_INIT = textwrap.dedent("""
+    import json, os, signal, subprocess, sys, time
+    workdir = sys.argv[2]
+    child = subprocess.Popen([sys.executable, "-c",
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"])
+    open(os.path.join(workdir, "grandchild.pid"), "w").write(str(child.pid))
+    status = {"phase": "init", "phases": {"import": 1, "init": 2}, "peers": {
+        "bob": {"address": "10.89.0.3:20000", "answered": False, "answered_at": None}}}
+    json.dump(status, open(os.path.join(workdir, "status.json"), "w"))
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # even a runner deaf to SIGTERM must go
+    time.sleep(600)
+""")
+
+SUCCEEDS = textwrap.dedent("""
+    import json, os, sys, time
+    workdir = sys.argv[2]
+    time.sleep(float(os.environ.get("STANDIN_SLEEP", "0")))
+    result = {"ok": True, "final": True, "phase": "done", "phases": {"done": 1},
+              "result": {"ray_address_env": os.environ.get("RAY_ADDRESS"),
+                         "node_id": os.environ.get("NODE_ID"),
+                         "spec": json.load(open(sys.argv[1]))["job_id"]}}
+    json.dump(result, open(os.path.join(workdir, "result.json"), "w"))
+""")
+
+CRASHES = "import sys; print('boom: no secretflow here', file=sys.stderr); sys.exit(3)"
+
+
+def standin(script: str):
+    def command(spec_path: Path, workdir: Path) -> list[str]:
+        return [sys.executable, "-c", script, str(spec_path), str(workdir)]
+    return command
+
+
+def is_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as handle:
+            return any(line.split()[1] == "Z" for line in handle if line.startswith("State:"))
+    except FileNotFoundError:
+        return True
+
+
+def test_deadline_kills_group_and_names_phase_and_silent_peer(
+        config: NodeConfig, federation: Federation) -> None:
+    spec = full_spec(deadline_seconds=2)
+    started = time.monotonic()
+    answer = run_job(spec, config, federation=federation, runner_command=standin(HANGS_IN_INIT),
+                     grace_seconds=0.5, poll_seconds=0.1)
+    elapsed = time.monotonic() - started
+    assert 2 <= elapsed < 8
+    assert answer["ok"] is False and answer["timed_out"] is True
+    assert answer["phase"] == "init"
+    assert answer["silent_peers"] == [{"id": "bob", "address": "10.89.0.3:20000"}]
+    error = answer["error"]
+    assert "job 'ping-0001' on party alice missed its 2 s deadline in phase 'init'" in error
+    assert "bob (10.89.0.3:20000)" in error
+    assert "process group was killed" in error and "Ray removes the job's" in error
+    grandchild = int((config.job_dir / "ping-0001" / "grandchild.pid").read_text())
+    deadline = time.monotonic() + 5
+    while not is_gone(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert is_gone(grandchild), "the runner's child outlived the deadline"
+
+
+def test_success_reads_result_and_drops_ray_address(
+        config: NodeConfig, federation: Federation, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    answer = run_job(full_spec(), config, federation=federation,
+                     runner_command=standin(SUCCEEDS), poll_seconds=0.05)
+    assert answer["ok"] is True, answer
+    assert answer["phase"] == "done"
+    assert answer["result"] == {"ray_address_env": None, "node_id": "alice", "spec": "ping-0001"}
+    assert set(answer) >= {"ok", "job_id", "party", "kind", "phase", "result", "seconds"}
+    workdir = config.job_dir / "ping-0001"
+    assert json.loads((workdir / "spec.json").read_text())["parties"][1]["id"] == "bob"
+    json.dumps(answer)
+
+
+def test_crash_without_result_reports_log_tail(config: NodeConfig,
+                                               federation: Federation) -> None:
+    answer = run_job(full_spec(), config, federation=federation, runner_command=standin(CRASHES),
+                     poll_seconds=0.05)
+    assert answer["ok"] is False
+    assert "exited with code 3 in phase 'start' without writing a final result" in answer["error"]
+    assert "boom: no secretflow here" in answer["error"]
+
+
+def test_bad_spec_is_an_answer(config: NodeConfig, federation: Federation) -> None:
+    spec = full_spec(kind="pong")
+    answer = run_job(spec, config, federation=federation, runner_command=standin(CRASHES))
+    assert answer["ok"] is False and answer["phase"] == "validate"
+    assert answer["problems"][0]["field"] == "kind"
+    assert not (config.job_dir / "ping-0001").exists()
+
+
+def test_slot_lock_rejects_second_job_on_same_slot(
+        config: NodeConfig, federation: Federation, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STANDIN_SLEEP", "2")
+    first: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: first.update(run_job(
+        full_spec(job_id="first-job"), config, federation=federation,
+        runner_command=standin(SUCCEEDS), poll_seconds=0.05)))
+    thread.start()
+    lock_file = config.job_dir / ".slots" / "0.lock"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (
+            lock_file.exists() and lock_file.read_text() == "first-job"):
+        time.sleep(0.02)
+    second = run_job(full_spec(job_id="second-job"), config, federation=federation,
+                     runner_command=standin(SUCCEEDS))
+    other_slot = run_job(full_spec(job_id="third-job", slot=1), config, federation=federation,
+                         runner_command=standin(SUCCEEDS), poll_seconds=0.05)
+    thread.join()
+    assert second["ok"] is False
+    assert second["error"].startswith(
+        "slot 0 on party alice is busy with job 'first-job'; retry job 'second-job'")
+    assert not (config.job_dir / "second-job").exists()
+    assert other_slot["ok"] is True
+    assert first["ok"] is True
+    # Free again once the first job is over.
+    assert run_job(full_spec(job_id="fourth-job"), config, federation=federation,
+                   runner_command=standin(SUCCEEDS), poll_seconds=0.05)["ok"] is True
+
+
+def test_slot_lock_records_holder(tmp_path: Path) -> None:
+    with SlotLock(tmp_path, 3, "holder-job") as lock:
+        assert (tmp_path / ".slots" / "3.lock").read_text() == "holder-job"
+        assert lock.fd is not None
+    assert (tmp_path / ".slots" / "3.lock").read_text() == ""
+
+
+def test_job_id_reuse(config: NodeConfig, federation: Federation) -> None:
+    spec = full_spec()
+    first = run_job(spec, config, federation=federation, runner_command=standin(SUCCEEDS),
+                    poll_seconds=0.05)
+    again = run_job(spec, config, federation=federation, runner_command=standin(CRASHES))
+    assert again["ok"] is True and again["replayed"] is True
+    assert again["result"] == first["result"]
+    changed = full_spec(deadline_seconds=30)
+    refused = run_job(changed, config, federation=federation, runner_command=standin(SUCCEEDS))
+    assert refused["ok"] is False
+    assert "job_id 'ping-0001' was already used on party alice" in refused["error"]
+    assert "with a different spec" in refused["error"]
+
+
+def test_unreadable_federation_is_an_answer(config: NodeConfig) -> None:
+    os.remove(config.federation_file)
+    answer = run_job(full_spec(), config)
+    assert answer["ok"] is False and "cannot read" in answer["error"]
