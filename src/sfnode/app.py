@@ -113,8 +113,9 @@ def versions() -> dict[str, str | None]:
     return found
 
 
-def probe_ray(config: NodeConfig, timeout: float = PROBE_TIMEOUT_SECONDS) -> dict[str, Any]:
+def probe_ray(config: NodeConfig, timeout: float | None = None) -> dict[str, Any]:
     """The Ray head's resources, asked from a subprocess (this worker never joins Ray)."""
+    timeout = PROBE_TIMEOUT_SECONDS if timeout is None else timeout
     address = config.ray_address
     env = supervise.child_environment(config)
     try:

@@ -8,6 +8,7 @@ or configuration error.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -92,17 +93,67 @@ def cmd_health(args: argparse.Namespace) -> int:
     from sfnode.app import HEALTH_TASK
 
     config = _config(args)
-    client = _client(config.redis_url, config.result_backend_url, config.celery_queue)
-    async_result = client.send_task(HEALTH_TASK, queue=config.celery_queue)
-    try:
-        answer = async_result.get(timeout=args.timeout, disable_sync_subtasks=False)
-    except Exception as exc:  # noqa: BLE001  a timeout or a broker error is an answer
-        answer = {"ok": False, "node_id": config.node_id,
+    answer = _call(config.redis_url, config.result_backend_url, config.celery_queue,
+                   HEALTH_TASK, [], args.timeout)
+    if not answer.get("ok") and "node_id" not in answer:
+        answer = {"node_id": config.node_id, **answer,
                   "error": f"no health answer from the worker behind "
-                           f"{redact_url(config.redis_url)} (queue {config.celery_queue}) within "
-                           f"{args.timeout:.0f} s: {type(exc).__name__}: {exc}"}
+                           f"{redact_url(config.redis_url)} (queue {config.celery_queue}): "
+                           f"{answer.get('error')}"}
     _print_json(answer)
     return EXIT_OK if answer.get("ok") else EXIT_FAILED
+
+
+def _call(broker: str, backend: str, queue: str, task: str, task_args: list[Any],
+          timeout: float) -> dict[str, Any]:
+    """Send one task and wait for its answer (one party's broker)."""
+    return _call_many({"_": (broker, backend)}, queue, task, task_args, timeout)["_"]
+
+
+def _call_many(targets: dict[str, tuple[str, str]], queue: str, task: str,
+               task_args: list[Any], timeout: float) -> dict[str, dict[str, Any]]:
+    """Send ``task`` through each party's broker and wait for all answers.
+
+    Celery's result objects live only inside this function: their finalizers
+    unsubscribe from Redis, which must happen before interpreter shutdown.
+    """
+    pending = {}
+    results: dict[str, dict[str, Any]] = {}
+    clients = []
+    for party, (broker, backend) in targets.items():
+        client = _client(broker, backend, queue)
+        clients.append(client)
+        try:
+            pending[party] = client.send_task(task, args=task_args, queue=queue)
+        except Exception as exc:  # noqa: BLE001
+            results[party] = {"ok": False, "error": f"could not send {task} to "
+                                                    f"{redact_url(broker)}: "
+                                                    f"{type(exc).__name__}: {exc}"}
+    give_up = time.monotonic() + timeout
+    while pending and time.monotonic() < give_up:
+        for party, async_result in list(pending.items()):
+            try:
+                ready = async_result.ready()
+            except Exception:  # noqa: BLE001  transient backend trouble: try again
+                ready = False
+            if ready:
+                try:
+                    answer = async_result.get(timeout=10, propagate=False)
+                except Exception as exc:  # noqa: BLE001
+                    answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                results[party] = (answer if isinstance(answer, dict)
+                                  else {"ok": False, "error": f"task failed: {answer!r}"})
+                del pending[party]
+        if pending:
+            time.sleep(0.5)
+    for party, async_result in pending.items():
+        results[party] = {"ok": False, "error": f"no answer within {timeout:.0f} s (task "
+                                                f"{async_result.id} is still queued or running)"}
+    pending.clear()
+    for client in clients:
+        with contextlib.suppress(Exception):  # best effort
+            client.close()
+    return results
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -130,39 +181,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     deadline = spec.get("deadline_seconds") or config.job_deadline_seconds
     timeout = args.timeout if args.timeout is not None else deadline + RESULT_MARGIN_SECONDS
-    pending = {}
-    results: dict[str, Any] = {}
-    for party, (broker, backend) in targets.items():
-        client = _client(broker, backend, config.celery_queue)
-        try:
-            pending[party] = client.send_task(RUN_JOB_TASK, args=[spec], queue=config.celery_queue)
-        except Exception as exc:  # noqa: BLE001
-            results[party] = {"ok": False, "party": party,
-                              "error": f"could not send the job to {redact_url(broker)}: "
-                                       f"{type(exc).__name__}: {exc}"}
-    give_up = time.monotonic() + timeout
-    while pending and time.monotonic() < give_up:
-        for party, async_result in list(pending.items()):
-            try:
-                ready = async_result.ready()
-            except Exception:  # noqa: BLE001  transient backend trouble: try again
-                ready = False
-            if ready:
-                try:
-                    results[party] = async_result.get(timeout=10, propagate=False)
-                except Exception as exc:  # noqa: BLE001
-                    results[party] = {"ok": False, "party": party,
-                                      "error": f"{type(exc).__name__}: {exc}"}
-                del pending[party]
-        if pending:
-            time.sleep(1)
-    for party, async_result in pending.items():
-        results[party] = {"ok": False, "party": party,
-                          "error": f"no result from party {party}'s worker within {timeout:.0f} s "
-                                   f"(task {async_result.id} is still queued or running)"}
-    for party, answer in list(results.items()):
-        if not isinstance(answer, dict):
-            results[party] = {"ok": False, "party": party, "error": f"task failed: {answer!r}"}
+    results = _call_many(targets, config.celery_queue, RUN_JOB_TASK, [spec], timeout)
+    for party, answer in results.items():
+        answer.setdefault("party", party)
     ok = bool(results) and all(r.get("ok") for r in results.values())
     _print_json({"job_id": spec.get("job_id"), "ok": ok, "results": results})
     return EXIT_OK if ok else EXIT_FAILED

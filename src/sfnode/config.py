@@ -179,7 +179,9 @@ class NodeConfig:
 
         def missing(key: str) -> bool:
             if not values.get(key, "").strip():
-                problems.append(f"{key} is missing or empty; it is required (see docs/interfaces.md)")
+                problems.append(
+                    f"{key} is missing or empty; it is required (see docs/interfaces.md)"
+                )
                 return True
             return False
 
@@ -197,11 +199,15 @@ class NodeConfig:
             try:
                 node_ip = str(ipaddress.ip_address(node_ip))
             except ValueError:
-                problems.append(f"NODE_IP={node_ip!r} is not an IP address; expected e.g. 10.89.0.2")
+                problems.append(
+                    f"NODE_IP={node_ip!r} is not an IP address; expected e.g. 10.89.0.2"
+                )
 
         app_env = values["APP_ENV"]
         if app_env not in APP_ENVS:
-            problems.append(f"APP_ENV={app_env!r} is not valid; expected one of {', '.join(APP_ENVS)}")
+            problems.append(
+                f"APP_ENV={app_env!r} is not valid; expected one of {', '.join(APP_ENVS)}"
+            )
 
         for key in ("REDIS_URL", "RESULT_BACKEND_URL"):
             if values.get(key):
@@ -216,7 +222,9 @@ class NodeConfig:
             except ValueError:
                 number = None
             if number is None or not low <= number <= high:
-                problems.append(f"{key}={text!r} is not valid; expected an integer in {low}..{high}")
+                problems.append(
+                    f"{key}={text!r} is not valid; expected an integer in {low}..{high}"
+                )
                 return 0
             return number
 

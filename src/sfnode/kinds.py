@@ -62,7 +62,10 @@ def sf_init_kwargs(ctx: JobContext) -> dict[str, Any]:
 
 
 def spu_cluster_def(ctx: JobContext, protocol: str) -> dict[str, Any]:
-    """``sf.SPU`` cluster definition; the node key is ``listen_address`` (``listen_addr`` is ignored)."""
+    """``sf.SPU`` cluster definition.
+
+    The node key is ``listen_address``; ``listen_addr`` (rayfed's spelling) is silently ignored.
+    """
     return {
         "nodes": [
             {"party": p.id, "address": p.spu_address,
@@ -113,7 +116,7 @@ def run_ping(sf: Any, ctx: JobContext) -> dict[str, Any]:
     revealed = sf.reveal(receipts)
     exchanges = [
         {"from": src, "to": dst, "received": r["received"], "ok": r["received"] == src}
-        for (src, dst), r in zip(routes, revealed)
+        for (src, dst), r in zip(routes, revealed, strict=True)
     ]
     reached = sorted({e["to"] for e in exchanges if e["ok"]})
     return {"parties": ids, "reached": reached, "exchanges": exchanges}

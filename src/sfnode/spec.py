@@ -495,8 +495,8 @@ def _psi_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
             and all(isinstance(k, str) and k for k in keys) and len(set(keys)) == len(keys)
         )
         if not keys_ok:
-            problems.add(f"{where}.keys", keys, f"is not valid; expected a list of 1..{MAX_PSI_KEYS}"
-                         " distinct column names", "a list of column names")
+            problems.add(f"{where}.keys", keys, f"is not valid; expected a list of "
+                         f"1..{MAX_PSI_KEYS} distinct column names", "a list of column names")
         if path is not None and keys_ok:
             clean[pid] = {"path": path, "keys": list(keys)}
         if pid == config.node_id and path is not None and check_files:

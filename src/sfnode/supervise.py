@@ -8,6 +8,7 @@ anything a job or an operator can get wrong.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -124,19 +125,13 @@ def _tail(path: Path, lines: int = 20) -> str:
 def kill_process_group(proc: subprocess.Popen[bytes], grace_seconds: float) -> None:
     """SIGTERM the group, wait up to ``grace_seconds`` for its leader, then SIGKILL the group."""
     pgid = proc.pid  # start_new_session=True: the runner leads its own group
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=grace_seconds)
-    except subprocess.TimeoutExpired:
-        pass
     # Members that outlive their leader (or ignore SIGTERM) go too.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()
 
 

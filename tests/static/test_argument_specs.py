@@ -59,3 +59,13 @@ def test_variables_carry_the_role_prefix(role: Path) -> None:
     prefix = role.name + "_"
     bad = [name for name in _load(role / "defaults" / "main.yml") if not name.startswith(prefix)]
     assert not bad, f"role {role.name}: variables without the prefix {prefix!r}: {bad}"
+
+
+def test_readme_variable_table_matches_the_specs() -> None:
+    import subprocess
+    import sys
+
+    root = ROLES.parent
+    result = subprocess.run([sys.executable, str(root / "scripts" / "variables_table.py"), "--check",
+                             str(root / "README.md")], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

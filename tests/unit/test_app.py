@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 import json
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import full_spec
+from conftest import env_for, full_spec
 from sfnode import app as app_module
-from sfnode.app import RUN_JOB_TASK, app, celery_settings, health_report, run_job_answer
+from sfnode.app import RUN_JOB_TASK, app, celery_settings, run_job_answer
 from sfnode.config import NodeConfig
 
 
@@ -62,15 +63,30 @@ def test_broken_environment_is_an_answer(monkeypatch: pytest.MonkeyPatch) -> Non
     assert answer["ok"] is False and "NODE_ID is missing" in answer["error"]
 
 
-def test_health_reports_versions_without_joining_ray(node: NodeConfig) -> None:
-    # Nothing listens on this Ray address (and ray may not even be installed): the probe
-    # subprocess reports the failure; the worker process itself never imports ray.
-    answer = app.tasks["sfnode.health"].apply().get(timeout=120)
+def test_health_reports_versions_without_joining_ray(
+        tmp_path: Path, federation_data: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A closed loopback port stands for a Ray head that is down. With ray installed the probe
+    # subprocess fails or times out; without it, it fails to import ray. Either way the
+    # answer says so, and the worker process itself never imports ray.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    federation_data["parties"][0]["ip"] = "127.0.0.1"
+    (tmp_path / "federation.json").write_text(json.dumps(federation_data))
+    config = NodeConfig.from_mapping(env_for(tmp_path, NODE_IP="127.0.0.1",
+                                             RAY_PORT=str(closed_port)))
+    app_module.use_config(config)
+    monkeypatch.setattr(app_module, "PROBE_TIMEOUT_SECONDS", 5)
+    ray_loaded = "ray" in sys.modules
+    try:
+        answer = app.tasks["sfnode.health"].apply().get(timeout=60)
+    finally:
+        app_module.use_config(None)
     assert answer["node_id"] == "alice"
     assert answer["versions"]["celery"].startswith("5.6")
     assert answer["versions"]["python"]
-    assert answer["ray"]["address"] == "10.89.0.2:61379"
+    assert answer["ray"]["address"] == f"127.0.0.1:{closed_port}"
     assert answer["ray"]["resources"] is None and answer["ray"]["error"]
     assert answer["ok"] is False
     assert answer["federation_problems"] == []
-    assert "ray" not in sys.modules or answer["versions"]["ray"]
+    assert ("ray" in sys.modules) == ray_loaded

@@ -1,0 +1,131 @@
+"""Three parties from one inventory run real SecretFlow jobs together."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import PARTIES, unique_job_id
+
+VENV_SFNODE = "/usr/local/bin/sfnode"
+
+
+def node_ip(host) -> str:
+    return host.interface("eth0").addresses[0]
+
+
+def test_every_federation_file_lists_all_parties_from_the_inventory(party_hosts):
+    expected = {pid: node_ip(h) for pid, h in party_hosts.items()}
+    for pid, host in party_hosts.items():
+        doc = json.loads(host.file("/etc/secretflow/federation.json").content_string)
+        listed = {p["id"]: p["ip"] for p in doc["parties"]}
+        assert listed == expected, f"federation file of {pid}"
+        for p in doc["parties"]:
+            assert p["rayfed_ports"] == [20000, 20031] and p["spu_ports"] == [21000, 21031]
+
+
+def test_ping_across_three_parties(jobs):
+    run = jobs.run({"job_id": unique_job_id("ping"), "kind": "ping",
+                    "parties": ["alice", "bob", "carol"], "slot": 0})
+    assert run.rc == 0, run
+    assert set(run.results) == set(PARTIES)
+    assert all(r["ok"] for r in run.results.values()), run
+
+
+def test_spu_sum_across_three_parties(jobs):
+    values = {"alice": 3, "bob": 4, "carol": 5}
+    run = jobs.run({"job_id": unique_job_id("sum"), "kind": "spu_sum",
+                    "parties": ["alice", "bob", "carol"], "slot": 1, "params": {"values": values}})
+    assert run.rc == 0, run
+    for pid, result in run.results.items():
+        assert result["ok"], run
+        assert result["result"]["sum"] == 12, (pid, result)
+
+
+# Generated ids with intersections known in advance:
+#   alice 1..3000, bob 2001..5000, carol 4501..6000
+#   alice & bob = 2001..3000 (1000), bob & carol = 4501..5000 (500)
+RANGES = {"alice": (1, 3000), "bob": (2001, 5000), "carol": (4501, 6000)}
+
+
+@pytest.fixture(scope="module")
+def psi_inputs(party_hosts):
+    for pid, host in party_hosts.items():
+        low, high = RANGES[pid]
+        rows = "\\n".join(f"id-{i:06d},{i % 7}" for i in range(high, low - 1, -1))
+        path = "/var/lib/secretflow/data/psi/ids.csv"
+        host.run_expect([0], f"install -d -o secretflow -g secretflow -m 0750 /var/lib/secretflow/data/psi")
+        host.run_expect([0], f"printf 'uid,bucket\\n{rows}\\n' > {path} && chown secretflow:secretflow {path}")
+    return "psi/ids.csv"
+
+
+def psi_spec(a: str, b: str, slot: int, path: str, **params) -> dict:
+    return {"job_id": unique_job_id(f"psi-{a}-{b}"), "kind": "psi", "parties": [a, b], "slot": slot,
+            "params": {"inputs": {a: {"path": path, "keys": ["uid"]}, b: {"path": path, "keys": ["uid"]}},
+                       "receiver": a, "broadcast_result": True, **params}}
+
+
+def test_two_psi_jobs_at_once_on_different_slots(jobs, psi_inputs, party_hosts):
+    first = jobs.start(psi_spec("alice", "bob", 2, psi_inputs))
+    second = jobs.start(psi_spec("bob", "carol", 3, psi_inputs))
+    ab, bc = jobs.finish(first), jobs.finish(second)
+    assert ab.rc == 0, ab
+    assert bc.rc == 0, bc
+    expected = {("alice", "bob"): ({"alice": 3000, "bob": 3000}, 1000),
+                ("bob", "carol"): ({"bob": 3000, "carol": 1500}, 500)}
+    for run, pair in ((ab, ("alice", "bob")), (bc, ("bob", "carol"))):
+        originals, common = expected[pair]
+        assert set(run.results) == set(pair), run
+        for pid in pair:
+            result = run.results[pid]["result"]
+            assert result["original_count"] == originals[pid], (pid, result)
+            assert result["intersection_count"] == common, (pid, result)
+    # the receiver's output file really holds the intersection
+    out = ab.results["alice"]["result"]["output_path"]
+    lines = party_hosts["alice"].check_output(f"wc -l < {out}")
+    assert int(lines) == 1000 + 1
+
+
+def test_psi_with_ecdh(jobs, psi_inputs):
+    run = jobs.run(psi_spec("alice", "bob", 4, psi_inputs, protocol="PROTOCOL_ECDH"))
+    assert run.rc == 0, run
+    assert {r["result"]["intersection_count"] for r in run.results.values()} == {1000}, run
+
+
+def test_malformed_spec_gets_its_message_and_the_workers_stay_up(jobs, party_hosts):
+    run = jobs.run({"job_id": unique_job_id("bad"), "kind": "spu_sum", "parties": ["alice", "bob"],
+                    "slot": 999, "params": {"values": {"alice": "three", "bob": 4}}})
+    assert run.rc != 0
+    text = json.dumps(run.results)
+    assert "slot" in text and "999" in text, run
+    assert "params.values.alice" in text, run
+    for pid, host in party_hosts.items():
+        assert host.service("secretflow-worker.service").is_running, pid
+        assert host.run(f"{VENV_SFNODE} health --timeout 60").rc == 0, pid
+
+
+def test_spec_naming_an_unknown_party_is_refused(jobs, party_hosts):
+    run = jobs.run({"job_id": unique_job_id("ghost"), "kind": "ping", "parties": ["alice", "mallory"],
+                    "slot": 0})
+    assert run.rc != 0
+    text = json.dumps(run.results) + " ".join(run.failures)
+    assert "mallory" in text, run
+    assert party_hosts["alice"].service("secretflow-worker.service").is_running
+
+
+def test_a_peer_that_never_answers_fails_at_the_deadline_naming_it(party_hosts, tmp_path):
+    """Only alice gets the job; bob never joins, so alice must give up at the deadline."""
+    alice = party_hosts["alice"]
+    job_id = unique_job_id("lonely")
+    spec = {"job_id": job_id, "kind": "ping", "parties": ["alice", "bob"], "slot": 5, "deadline_seconds": 40}
+    alice.run_expect([0], f"echo '{json.dumps(spec)}' > /tmp/{job_id}.json")
+    out = alice.run(f"{VENV_SFNODE} submit /tmp/{job_id}.json")
+    assert out.rc != 0
+    doc = json.loads(out.stdout)
+    result = doc["results"]["alice"]
+    assert result["ok"] is False
+    assert result["phase"] == "init", result
+    assert "bob" in result["error"], result
+    # the job process is gone and the worker still serves
+    assert alice.run(f"pgrep -f 'sfnode.runner.*{job_id}'").rc == 1
+    assert alice.run(f"{VENV_SFNODE} health --timeout 60").rc == 0

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sfnode.cli import main
+from sfnode.config import NodeConfig
+
+
+@pytest.fixture
+def env_file(config: NodeConfig, tmp_path: Path) -> Path:
+    path = tmp_path / "node.env"
+    path.write_text("".join(f"{k}={v}\n" for k, v in config.to_env().items()))
+    return path
+
+
+def write(tmp_path: Path, name: str, data: object) -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return path
+
+
+SHORT = {"job_id": "ping-7", "kind": "ping", "slot": 1, "parties": ["alice", "bob"]}
+
+
+def test_expand_prints_full_spec(env_file: Path, tmp_path: Path,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["expand", str(write(tmp_path, "s.json", SHORT)), "--env-file",
+                 str(env_file)]) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert full["parties"][1] == {"id": "bob", "ip": "10.89.0.3", "rayfed_port": 20001,
+                                  "spu_port": 21001}
+    assert full["deadline_seconds"] == 600
+
+
+def test_validate_exit_codes(env_file: Path, tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(write(tmp_path, "ok.json", SHORT)), "--env-file",
+                 str(env_file)]) == 0
+    assert "is valid on party alice" in capsys.readouterr().out
+    bad = {**SHORT, "kind": "pong", "job_id": "Bad"}
+    assert main(["validate", str(write(tmp_path, "bad.json", bad)), "--env-file",
+                 str(env_file)]) == 1
+    err = capsys.readouterr().err
+    assert "job spec field job_id: 'Bad'" in err and "job spec field kind: 'pong'" in err
+
+
+def test_bad_env_file_is_a_usage_error(tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    env = write(tmp_path, "s.json", SHORT)
+    assert main(["validate", str(env), "--env-file", str(tmp_path / "absent.env")]) == 2
+    assert "cannot read env file" in capsys.readouterr().err
+
+
+def test_submit_rejects_broker_of_non_participant(env_file: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write(tmp_path, "s.json", SHORT)
+    code = main(["submit", str(spec), "--env-file", str(env_file), "--broker",
+                 "carol=redis://:pw@127.0.0.1:6379/0"])
+    assert code == 2
+    assert "'carol' is not a party of job 'ping-7'" in capsys.readouterr().err
+
+
+def test_submit_needs_backend_for_other_party(env_file: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write(tmp_path, "s.json", SHORT)
+    code = main(["submit", str(spec), "--env-file", str(env_file), "--broker",
+                 "bob=redis://:pw@127.0.0.1:6479/0"])
+    assert code == 2
+    assert "needs --backend bob=URL" in capsys.readouterr().err
