@@ -20,11 +20,13 @@ fi
 
 venv=$SFF_ROOT/.venv
 stamp=$venv/.requirements.sha256
-want=$(sha256sum "$SFF_ROOT/requirements/controller.txt" | cut -d' ' -f1)
+want=$(cat "$SFF_ROOT/requirements/controller.txt" "$SFF_ROOT/pyproject.toml" | sha256sum | cut -d' ' -f1)
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: controller venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check -r "$SFF_ROOT/requirements/controller.txt"
+  # The worker app, for its unit tests and the sfnode command on the controller.
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$SFF_ROOT"
   echo "$want" >"$stamp"
 fi
 
