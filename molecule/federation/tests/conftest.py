@@ -45,6 +45,15 @@ class Jobs:
     def run(self, spec: dict, timeout: float = 900) -> "JobRun":
         return self.finish(self.start(spec), timeout)
 
+    def upload(self, host: str, src: Path, dest: str) -> None:
+        """Put a file into a party's data directory with playbooks/upload.yml."""
+        subprocess.run(
+            ["ansible-playbook", "-i", self.inventory, str(ROOT / "playbooks" / "upload.yml"),
+             "-l", host, "-e", f"src={src}", "-e", f"dest={dest}"],
+            cwd=ROOT, check=True, capture_output=True, text=True,
+            env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
+        )
+
 
 class JobRun:
     """The outcome of one job.yml run: exit code and each party's result."""

@@ -49,13 +49,14 @@ RANGES = {"alice": (1, 3000), "bob": (2001, 5000), "carol": (4501, 6000)}
 
 
 @pytest.fixture(scope="module")
-def psi_inputs(party_hosts):
-    for pid, host in party_hosts.items():
-        low, high = RANGES[pid]
-        rows = "\\n".join(f"id-{i:06d},{i % 7}" for i in range(high, low - 1, -1))
-        path = "/var/lib/secretflow/data/psi/ids.csv"
-        host.run_expect([0], f"install -d -o secretflow -g secretflow -m 0750 /var/lib/secretflow/data/psi")
-        host.run_expect([0], f"printf 'uid,bucket\\n{rows}\\n' > {path} && chown secretflow:secretflow {path}")
+def psi_inputs(jobs, tmp_path_factory):
+    """Each party's CSV (key column plus another one, rows in descending
+    order), uploaded with playbooks/upload.yml."""
+    work = tmp_path_factory.mktemp("psi")
+    for pid, (low, high) in RANGES.items():
+        src = work / f"{pid}.csv"
+        src.write_text("uid,bucket\n" + "".join(f"id-{i:06d},{i % 7}\n" for i in range(high, low - 1, -1)))
+        jobs.upload(PARTIES[pid], src, "psi/ids.csv")
     return "psi/ids.csv"
 
 
@@ -92,13 +93,24 @@ def test_psi_with_ecdh(jobs, psi_inputs):
     assert {r["result"]["intersection_count"] for r in run.results.values()} == {1000}, run
 
 
-def test_malformed_spec_gets_its_message_and_the_workers_stay_up(jobs, party_hosts):
-    run = jobs.run({"job_id": unique_job_id("bad"), "kind": "spu_sum", "parties": ["alice", "bob"],
-                    "slot": 999, "params": {"values": {"alice": "three", "bob": 4}}})
+def test_a_slot_outside_the_port_ranges_is_refused_with_the_valid_range(jobs):
+    run = jobs.run({"job_id": unique_job_id("badslot"), "kind": "ping", "parties": ["alice", "bob"],
+                    "slot": 999})
     assert run.rc != 0
     text = json.dumps(run.results)
-    assert "slot" in text and "999" in text, run
-    assert "params.values.alice" in text, run
+    assert "slot" in text and "999" in text and "0..31" in text, run
+
+
+def test_malformed_params_are_answered_by_the_workers_which_stay_up(jobs, party_hosts):
+    """A well-addressed spec with bad params travels through both brokers;
+    each worker answers with the field, and keeps serving."""
+    run = jobs.run({"job_id": unique_job_id("badparams"), "kind": "spu_sum", "parties": ["alice", "bob"],
+                    "slot": 6, "params": {"values": {"alice": "three", "bob": 4}}})
+    assert run.rc != 0
+    assert set(run.results) == {"alice", "bob"}, run
+    for pid, result in run.results.items():
+        assert result["ok"] is False
+        assert "params.values.alice" in json.dumps(result), (pid, result)
     for pid, host in party_hosts.items():
         assert host.service("secretflow-worker.service").is_running, pid
         assert host.run(f"{VENV_SFNODE} health --timeout 60").rc == 0, pid

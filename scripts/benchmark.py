@@ -1,0 +1,703 @@
+"""Platform overhead: the same SecretFlow jobs through sfnode and as bare scripts.
+
+Runs against the two-party demo federation of ``scripts/demo.sh up`` (podman
+containers sff-demo-alice and sff-demo-bob) and measures, side by side:
+
+  trivial  spu_sum (alice 3 + bob 4 = 7, SPU SEMI2K FM128)
+  psi      PSI RR22 on N ids per party, N/2 of them shared
+
+each a) through the platform (``sfnode submit SPEC`` started on both parties
+at once: broker, Celery worker, supervised runner process) and b) as a bare
+SecretFlow script started by hand on both parties at once, with the same
+``sf.init``/``sf.SPU`` arguments that src/sfnode/kinds.py builds, on another
+port slot. The wall time of one run is from its start until both parties
+have returned. Runs are sequential and alternate platform/bare.
+
+  .venv/bin/python scripts/benchmark.py [--keys N] [--repeat R] [--json FILE] [--skip-psi]
+
+It prints figures and asserts nothing about them: the exit code is 1 only if
+a job fails or a result is wrong (sum != 7, intersection != N/2), 2 if the
+federation cannot be reached. See docs/benchmark.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import secrets
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTAINERS_CONF = ROOT / "scripts" / "containers.conf"
+PARTIES = ("alice", "bob")
+CONTAINER_PREFIX = "sff-demo-"
+NODE_ENV = "/etc/secretflow/node.env"
+FEDERATION_FILE = "/etc/secretflow/federation.json"
+VENV_PYTHON = "/opt/secretflow/venv/bin/python"
+NODE_USER = "secretflow"
+NODE_HOME = "/var/lib/secretflow"
+SPEC_DIR = "/tmp/sff-bench"  # inside the containers: the platform runs' spec files
+BARE_DIR = f"{NODE_HOME}/bench"  # inside the containers: the bare runs' output files
+DATA_SUBDIR = "bench"  # under DATA_DIR: the PSI inputs
+PLATFORM_SLOT = 0
+SPU_FIELD = "FM128"
+SUM_VALUES = {"alice": 3, "bob": 4}
+PSI_RECEIVER = "alice"
+PSI_PROTOCOL = "PROTOCOL_RR22"
+TARGETS = {"trivial": 1.3, "psi": 1.15}  # platform/bare, upper bounds
+MEASUREMENTS = ("trivial platform", "trivial bare", "psi platform", "psi bare")
+# How much longer than the job deadline a run may take before it is abandoned.
+RUN_MARGIN_SECONDS = 180
+RESULT_MARK = "BENCH_RESULT "
+
+# The bare job, run by the node venv's Python (3.10) as user secretflow. Its one
+# argument is a JSON object built by bare_config(); the sf.init, sf.SPU and
+# spu.psi arguments in it are those of src/sfnode/kinds.py.
+BARE_SCRIPT = r'''
+import json, os, sys, threading, time, traceback
+
+cfg = json.loads(sys.argv[1])
+t0 = time.monotonic()
+phases = {}
+
+
+def mark(name):
+    phases[name] = round(time.monotonic() - t0, 3)
+
+
+def finish(out, code):
+    out["phases"] = phases
+    print("BENCH_RESULT " + json.dumps(out), flush=True)
+    sys.stderr.flush()
+    os._exit(code)  # as the runner: skip a teardown Ray/rayfed threads can hang
+
+
+def expire():
+    finish({"ok": False, "error": "self-deadline of %s s passed" % cfg["deadline"]}, 124)
+
+
+timer = threading.Timer(cfg["deadline"], expire)
+timer.daemon = True
+timer.start()
+
+
+def as_int32(value):
+    import numpy as np
+    return np.int32(value)
+
+
+def add_all(*values):
+    import functools, operator
+    return functools.reduce(operator.add, values)
+
+
+def main():
+    import secretflow as sf
+    mark("import")
+    sf.init(**cfg["init"])
+    mark("init")
+    spu = sf.SPU(cfg["spu"], link_desc=cfg["link_desc"])
+    if cfg["kind"] == "spu_sum":
+        shares = [sf.PYU(p)(as_int32)(cfg["value"] if p == cfg["self"] else 0).to(spu)
+                  for p in cfg["ids"]]
+        result = {"sum": int(sf.reveal(spu(add_all)(*shares)))}
+    else:
+        os.makedirs(os.path.dirname(cfg["psi"]["output_path"][cfg["self"]]), exist_ok=True)
+        reports = spu.psi(**cfg["psi"])
+        result = {"parties": {r["party"]: {"original_count": int(r["original_count"]),
+                                           "intersection_count": int(r["intersection_count"])}
+                              for r in reports}}
+    mark("run")
+    sf.shutdown()
+    mark("shutdown")
+    return result
+
+
+try:
+    finish({"ok": True, "result": main()}, 0)
+except BaseException as exc:
+    traceback.print_exc()
+    finish({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}, 1)
+'''
+
+
+class BenchError(Exception):
+    """A job failed or a result is wrong."""
+
+
+class SetupError(Exception):
+    """The federation cannot be reached or is not what the benchmark expects."""
+
+
+@dataclass(frozen=True)
+class PartyPorts:
+    id: str
+    ip: str
+    rayfed_start: int
+    spu_start: int
+    slots: int
+
+    def rayfed_port(self, slot: int) -> int:
+        return self.rayfed_start + slot
+
+    def spu_port(self, slot: int) -> int:
+        return self.spu_start + slot
+
+
+@dataclass(frozen=True)
+class Node:
+    party: str
+    env: dict[str, str]
+
+    @property
+    def container(self) -> str:
+        return CONTAINER_PREFIX + self.party
+
+    @property
+    def ray_address(self) -> str:
+        return f"{self.env['NODE_IP']}:{self.env['RAY_PORT']}"
+
+    @property
+    def data_dir(self) -> str:
+        return self.env["DATA_DIR"]
+
+    @property
+    def deadline(self) -> int:
+        return int(self.env.get("JOB_DEADLINE_SECONDS", "600"))
+
+
+@dataclass(frozen=True)
+class Federation:
+    nodes: dict[str, Node]
+    parties: tuple[PartyPorts, ...]
+
+    @property
+    def slots(self) -> int:
+        return min(p.slots for p in self.parties)
+
+    @property
+    def bare_slot(self) -> int:
+        return self.slots - 1
+
+    @property
+    def deadline(self) -> int:
+        return max(n.deadline for n in self.nodes.values())
+
+
+@dataclass
+class Run:
+    measurement: str
+    rep: int
+    job_id: str
+    seconds: float
+    parties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finished:
+    party: str
+    returncode: int | None
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+# --- podman ------------------------------------------------------------------------------
+
+
+def podman_env() -> dict[str, str]:
+    return {**os.environ, "CONTAINERS_CONF": str(CONTAINERS_CONF)}
+
+
+def podman(args: Sequence[str], *, input_text: str | None = None,
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], input=input_text, capture_output=True, text=True,
+                          env=podman_env(), timeout=timeout, check=False)
+
+
+def podman_ok(args: Sequence[str], *, input_text: str | None = None,
+              timeout: float = 120) -> str:
+    proc = podman(args, input_text=input_text, timeout=timeout)
+    if proc.returncode != 0:
+        raise SetupError(f"podman {shlex.join(args)} failed ({proc.returncode}): "
+                         f"{proc.stderr.strip() or proc.stdout.strip()}")
+    return proc.stdout
+
+
+def exec_root(container: str, command: Sequence[str], input_text: str | None = None) -> str:
+    flags = ["-i"] if input_text is not None else []
+    return podman_ok(["exec", *flags, container, *command], input_text=input_text)
+
+
+# --- the federation ----------------------------------------------------------------------
+
+
+def parse_env(text: str) -> dict[str, str]:
+    env = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            env[key.strip()] = value.strip()
+    return env
+
+
+def check_running(container: str) -> None:
+    state = podman(["container", "inspect", "-f", "{{.State.Running}}", container])
+    if state.returncode != 0 or state.stdout.strip() != "true":
+        raise SetupError(f"container {container} is not running; start the demo federation "
+                         "first: scripts/demo.sh up")
+
+
+def load_federation() -> Federation:
+    nodes = {}
+    for party in PARTIES:
+        container = CONTAINER_PREFIX + party
+        check_running(container)
+        nodes[party] = Node(party, parse_env(exec_root(container, ["cat", NODE_ENV])))
+    data = json.loads(exec_root(CONTAINER_PREFIX + PARTIES[0], ["cat", FEDERATION_FILE]))
+    by_id = {p["id"]: p for p in data["parties"]}
+    missing = [p for p in PARTIES if p not in by_id]
+    if missing:
+        raise SetupError(f"{FEDERATION_FILE} has no party {', '.join(missing)}")
+    parties = []
+    for party in PARTIES:
+        entry = by_id[party]
+        (rf_start, rf_end), (spu_start, spu_end) = entry["rayfed_ports"], entry["spu_ports"]
+        slots = min(rf_end - rf_start, spu_end - spu_start) + 1
+        parties.append(PartyPorts(party, entry["ip"], rf_start, spu_start, slots))
+    federation = Federation(nodes, tuple(parties))
+    if federation.bare_slot == PLATFORM_SLOT:
+        raise SetupError("the parties have a single port slot: the bare runs need a second one")
+    return federation
+
+
+# --- what the bare script gets: the arguments src/sfnode/kinds.py builds -----------------
+
+
+def sf_init_kwargs(fed: Federation, party: str, job_name: str, slot: int) -> dict[str, Any]:
+    return {
+        "address": fed.nodes[party].ray_address,
+        "cluster_config": {
+            "parties": {
+                p.id: {"address": f"{p.ip}:{p.rayfed_port(slot)}",
+                       "listen_addr": f"0.0.0.0:{p.rayfed_port(slot)}"}
+                for p in fed.parties
+            },
+            "self_party": party,
+        },
+        "job_name": job_name,
+        "enable_waiting_for_other_parties_ready": True,
+        "cross_silo_comm_options": {
+            "exit_on_sending_failure": True,
+            "expose_error_trace": True,
+            "use_global_proxy": False,
+        },
+        "logging_level": "info",
+        "log_to_driver": True,
+    }
+
+
+def spu_cluster_def(fed: Federation, slot: int) -> dict[str, Any]:
+    return {
+        "nodes": [
+            {"party": p.id, "address": f"{p.ip}:{p.spu_port(slot)}",
+             "listen_address": f"0.0.0.0:{p.spu_port(slot)}"}
+            for p in fed.parties
+        ],
+        "runtime_config": {"protocol": "SEMI2K", "field": SPU_FIELD},
+    }
+
+
+def spu_link_desc(deadline: int) -> dict[str, Any]:
+    return {
+        "connect_retry_times": 120,
+        "connect_retry_interval_ms": 1000,
+        "recv_timeout_ms": deadline * 1000,
+        "http_timeout_ms": deadline * 1000,
+    }
+
+
+def psi_input(keys: int) -> str:
+    return f"{DATA_SUBDIR}/ids-{keys}.csv"
+
+
+def bare_config(fed: Federation, party: str, kind: str, job_name: str,
+                keys: int) -> dict[str, Any]:
+    slot = fed.bare_slot
+    config: dict[str, Any] = {
+        "kind": kind,
+        "self": party,
+        "ids": list(PARTIES),
+        "deadline": fed.deadline,
+        "init": sf_init_kwargs(fed, party, job_name, slot),
+        "spu": spu_cluster_def(fed, slot),
+        "link_desc": spu_link_desc(fed.deadline),
+    }
+    if kind == "spu_sum":
+        config["value"] = SUM_VALUES[party]
+    else:
+        config["psi"] = {
+            "keys": {p: ["id"] for p in PARTIES},
+            "input_path": {p: f"{fed.nodes[p].data_dir}/{psi_input(keys)}" for p in PARTIES},
+            "output_path": {p: f"{BARE_DIR}/{job_name}/psi_output.csv" for p in PARTIES},
+            "receiver": PSI_RECEIVER,
+            "table_keys_duplicated": {p: False for p in PARTIES},
+            "broadcast_result": True,
+            "protocol": PSI_PROTOCOL,
+        }
+    return config
+
+
+def bare_command(fed: Federation, party: str, kind: str, job_name: str,
+                 keys: int) -> list[str]:
+    config = json.dumps(bare_config(fed, party, kind, job_name, keys))
+    return ["podman", "exec", "-u", NODE_USER, "-w", NODE_HOME, CONTAINER_PREFIX + party,
+            "env", "-u", "RAY_ADDRESS", f"HOME={NODE_HOME}",
+            VENV_PYTHON, "-c", BARE_SCRIPT, config]
+
+
+# --- the platform's job specs ------------------------------------------------------------
+
+
+def platform_spec(kind: str, job_id: str, keys: int) -> dict[str, Any]:
+    if kind == "spu_sum":
+        params: dict[str, Any] = {"values": dict(SUM_VALUES), "protocol": "SEMI2K"}
+    else:
+        params = {"inputs": {p: {"path": psi_input(keys), "keys": ["id"]} for p in PARTIES},
+                  "receiver": PSI_RECEIVER, "protocol": PSI_PROTOCOL, "broadcast_result": True}
+    return {"job_id": job_id, "kind": kind, "parties": list(PARTIES), "slot": PLATFORM_SLOT,
+            "params": params}
+
+
+def write_spec(fed: Federation, spec: dict[str, Any]) -> str:
+    path = f"{SPEC_DIR}/{spec['job_id']}.json"
+    for node in fed.nodes.values():
+        exec_root(node.container, ["sh", "-c", f"mkdir -p {SPEC_DIR} && cat > {path}"],
+                  input_text=json.dumps(spec))
+    return path
+
+
+def submit_command(party: str, spec_path: str) -> list[str]:
+    return ["podman", "exec", CONTAINER_PREFIX + party, "sfnode", "submit", spec_path]
+
+
+# --- running both parties at once ----------------------------------------------------------
+
+
+def run_both(commands: dict[str, list[str]], timeout: float) -> tuple[float, dict[str, Finished]]:
+    """Start every party's command at once; the wall time until the last one returns."""
+    start = time.monotonic()
+
+    def one(party: str) -> Finished:
+        try:
+            proc = subprocess.run(commands[party], capture_output=True, text=True,
+                                  env=podman_env(), timeout=timeout, stdin=subprocess.DEVNULL,
+                                  check=False)
+            code, out, err = proc.returncode, proc.stdout, proc.stderr
+        except subprocess.TimeoutExpired as exc:
+            code, out, err = None, _text(exc.stdout), _text(exc.stderr)
+            err += f"\n(abandoned after {timeout:.0f} s)"
+        return Finished(party, code, out, err, round(time.monotonic() - start, 3))
+
+    with ThreadPoolExecutor(max_workers=len(commands)) as pool:
+        finished = list(pool.map(one, commands))
+    wall = max(f.seconds for f in finished)
+    return round(wall, 3), {f.party: f for f in finished}
+
+
+def _text(data: str | bytes | None) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return data or ""
+
+
+def tail(text: str, lines: int = 25) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def failure(what: str, done: Finished, reason: str) -> BenchError:
+    return BenchError(f"{what} on {done.party}: {reason} (exit {done.returncode})\n"
+                      f"--- stdout (end) ---\n{tail(done.stdout)}\n"
+                      f"--- stderr (end) ---\n{tail(done.stderr)}")
+
+
+# --- checking the answers ------------------------------------------------------------------
+
+
+def check_value(what: str, done: Finished, result: dict[str, Any], kind: str,
+                keys: int) -> None:
+    if kind == "spu_sum":
+        expected = sum(SUM_VALUES.values())
+        if result.get("sum") != expected:
+            raise failure(what, done, f"sum is {result.get('sum')!r}, expected {expected}")
+        return
+    mine = result.get("parties", {}).get(done.party, {})
+    for name, expected in (("original_count", keys), ("intersection_count", keys // 2)):
+        if mine.get(name) != expected:
+            raise failure(what, done, f"{name} is {mine.get(name)!r}, expected {expected}")
+
+
+def platform_answer(what: str, done: Finished, kind: str, keys: int) -> dict[str, Any]:
+    try:
+        submitted = json.loads(done.stdout)
+        answer = submitted["results"][done.party]
+    except (ValueError, KeyError, TypeError):
+        raise failure(what, done, "no JSON answer from sfnode submit") from None
+    if done.returncode != 0 or not answer.get("ok"):
+        raise failure(what, done, f"the job failed: {answer.get('error') or answer}")
+    result = answer.get("result") or {}
+    if kind == "psi":
+        result = {"parties": result.get("parties", {})}
+    check_value(what, done, result, kind, keys)
+    return {"seconds": done.seconds, "job_seconds": answer.get("seconds"),
+            "phases": answer.get("phases")}
+
+
+def bare_answer(what: str, done: Finished, kind: str, keys: int) -> dict[str, Any]:
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith(RESULT_MARK)]
+    if not lines:
+        raise failure(what, done, "the bare script printed no result")
+    out = json.loads(lines[-1][len(RESULT_MARK):])
+    if done.returncode != 0 or not out.get("ok"):
+        raise failure(what, done, f"the bare job failed: {out.get('error')}")
+    check_value(what, done, out["result"], kind, keys)
+    return {"seconds": done.seconds, "phases": out.get("phases")}
+
+
+# --- one measurement ------------------------------------------------------------------------
+
+
+def run_platform(fed: Federation, kind: str, label: str, job_id: str, rep: int,
+                 keys: int) -> Run:
+    spec_path = write_spec(fed, platform_spec(kind, job_id, keys))
+    commands = {p: submit_command(p, spec_path) for p in PARTIES}
+    wall, done = run_both(commands, fed.deadline + RUN_MARGIN_SECONDS)
+    what = f"{label} platform run {rep} (job {job_id})"
+    parties = {p: platform_answer(what, done[p], kind, keys) for p in PARTIES}
+    return Run(f"{label} platform", rep, job_id, wall, parties)
+
+
+def run_bare(fed: Federation, kind: str, label: str, job_name: str, rep: int,
+             keys: int) -> Run:
+    commands = {p: bare_command(fed, p, kind, job_name, keys) for p in PARTIES}
+    wall, done = run_both(commands, fed.deadline + RUN_MARGIN_SECONDS)
+    what = f"{label} bare run {rep} (job_name {job_name})"
+    parties = {p: bare_answer(what, done[p], kind, keys) for p in PARTIES}
+    return Run(f"{label} bare", rep, job_name, wall, parties)
+
+
+def log_run(run: Run) -> None:
+    each = ", ".join(f"{p} {info['seconds']:.1f}" for p, info in run.parties.items())
+    print(f"  {run.measurement:<17} #{run.rep}  {run.seconds:7.2f} s  ({each})  {run.job_id}",
+          flush=True)
+
+
+# --- PSI input data -----------------------------------------------------------------------
+
+
+def psi_ranges(keys: int) -> dict[str, range]:
+    half = keys // 2
+    return {"alice": range(0, keys), "bob": range(half, half + keys)}
+
+
+def write_ids(path: Path, ids: range) -> None:
+    with path.open("w", encoding="utf-8") as handle:
+        handle.write("id\n")
+        handle.writelines(f"{i}\n" for i in ids)
+
+
+def upload_psi_inputs(fed: Federation, keys: int) -> None:
+    """Generate each party's ids once here and copy them into its data directory."""
+    with tempfile.TemporaryDirectory(prefix="sff-bench-") as tmp:
+        for party, ids in psi_ranges(keys).items():
+            local = Path(tmp) / f"{party}.csv"
+            write_ids(local, ids)
+            node = fed.nodes[party]
+            remote_dir = f"{node.data_dir}/{DATA_SUBDIR}"
+            exec_root(node.container, ["mkdir", "-p", remote_dir])
+            podman_ok(["cp", str(local), f"{node.container}:{node.data_dir}/{psi_input(keys)}"])
+            exec_root(node.container, ["chown", "-R", f"{NODE_USER}:{NODE_USER}", remote_dir])
+
+
+def clean_up(fed: Federation) -> None:
+    """Remove the spec files and the bare runs' outputs (best effort)."""
+    for node in fed.nodes.values():
+        podman(["exec", node.container, "rm", "-rf", SPEC_DIR, BARE_DIR])
+
+
+# --- the machine and the report -------------------------------------------------------------
+
+
+def memory_gib() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            return round(int(line.split()[1]) / 1024**2, 1)
+    return 0.0
+
+
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.partition(":")[2].strip()
+    return platform.machine()
+
+
+def machine() -> dict[str, Any]:
+    version = podman(["--version"])
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "memory_gib": memory_gib(),
+        "kernel": platform.release(),
+        "arch": platform.machine(),
+        "podman": version.stdout.strip() or version.stderr.strip(),
+    }
+
+
+def medians(runs: list[Run]) -> dict[str, float]:
+    out = {}
+    for name in MEASUREMENTS:
+        values = [r.seconds for r in runs if r.measurement == name]
+        if values:
+            out[name] = round(statistics.median(values), 3)
+    return out
+
+
+def ratios(med: dict[str, float]) -> dict[str, float]:
+    out = {}
+    for label in TARGETS:
+        plat, bare = med.get(f"{label} platform"), med.get(f"{label} bare")
+        if plat is not None and bare:
+            out[label] = round(plat / bare, 3)
+    return out
+
+
+def print_report(runs: list[Run], keys: int, repeat: int, info: dict[str, Any]) -> None:
+    med, rat = medians(runs), ratios(medians(runs))
+    print()
+    print(f"{'measurement':<18} {'median s':>9}   runs (s)")
+    for name, value in med.items():
+        each = " ".join(f"{r.seconds:.2f}" for r in runs if r.measurement == name)
+        print(f"{name:<18} {value:>9.2f}   {each}")
+    print()
+    print(f"{'ratio platform/bare':<20} {'value':>6} {'target':>8}")
+    for label, value in rat.items():
+        verdict = "meets" if value <= TARGETS[label] else "MISSES"
+        print(f"{label:<20} {value:>6.3f} {'<= ' + str(TARGETS[label]):>8}   {verdict}")
+    print()
+    print(f"PSI keys per party: {keys:,} (intersection {keys // 2:,}); repeat {repeat}")
+    print(f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, "
+          f"kernel {info['kernel']} {info['arch']}, {info['podman']}")
+
+
+def report_json(runs: list[Run], keys: int, repeat: int, info: dict[str, Any],
+                fed: Federation | None, error: str | None) -> dict[str, Any]:
+    med = medians(runs)
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "ok": error is None,
+        "error": error,
+        "keys": keys,
+        "repeat": repeat,
+        "machine": info,
+        "slots": {"platform": PLATFORM_SLOT, "bare": fed.bare_slot if fed else None},
+        "medians_seconds": med,
+        "ratios": ratios(med),
+        "targets": TARGETS,
+        "runs": [{"measurement": r.measurement, "rep": r.rep, "job_id": r.job_id,
+                  "seconds": r.seconds, "parties": r.parties} for r in runs],
+    }
+
+
+# --- main -----------------------------------------------------------------------------------
+
+
+def run_all(fed: Federation, args: argparse.Namespace, runs: list[Run]) -> None:
+    stamp = time.strftime("%m%d%H%M") + "-" + secrets.token_hex(2)
+    jobs = [("spu_sum", "trivial")] + ([] if args.skip_psi else [("psi", "psi")])
+    if not args.skip_psi:
+        print(f"uploading PSI inputs: {args.keys:,} ids per party", flush=True)
+        upload_psi_inputs(fed, args.keys)
+    print(f"runs (platform slot {PLATFORM_SLOT}, bare slot {fed.bare_slot}):", flush=True)
+    for rep in range(1, args.repeat + 1):
+        for kind, label in jobs:
+            short = "sum" if kind == "spu_sum" else "psi"
+            plat = run_platform(fed, kind, label, f"bench-{stamp}-{short}-plat{rep}", rep,
+                                args.keys)
+            runs.append(plat)
+            log_run(plat)
+            bare = run_bare(fed, kind, label, f"bench-{stamp}-{short}-bare{rep}", rep,
+                            args.keys)
+            runs.append(bare)
+            log_run(bare)
+
+
+def positive_even(text: str) -> int:
+    value = int(text)
+    if value < 2 or value % 2:
+        raise argparse.ArgumentTypeError("expected an even number >= 2")
+    return value
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("expected a number >= 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Platform (sfnode submit) against bare SecretFlow scripts on the demo "
+                    "federation: spu_sum and PSI RR22, median wall seconds and ratios.")
+    parser.add_argument("--keys", type=positive_even, default=1_000_000,
+                        help="PSI ids per party, half of them shared (default 1000000)")
+    parser.add_argument("--repeat", type=positive, default=3,
+                        help="runs of each measurement (default 3)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
+                        help="also write the figures and every run to FILE")
+    parser.add_argument("--skip-psi", action="store_true", help="only the trivial job")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    info = machine()
+    runs: list[Run] = []
+    fed: Federation | None = None
+    error: str | None = None
+    code = 0
+    try:
+        fed = load_federation()
+        run_all(fed, args, runs)
+    except SetupError as exc:
+        error, code = str(exc), 2
+    except BenchError as exc:
+        error, code = str(exc), 1
+    finally:
+        if fed is not None:
+            clean_up(fed)
+    print_report(runs, args.keys, args.repeat, info)
+    if args.json:
+        data = report_json(runs, args.keys, args.repeat, info, fed, error)
+        args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    if error:
+        print(f"\nbenchmark FAILED: {error}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
