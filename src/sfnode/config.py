@@ -46,14 +46,24 @@ DEFAULTS = {
 KEYS = REQUIRED_KEYS + tuple(DEFAULTS)
 
 
-class ConfigError(ValueError):
-    """One or more problems in a node's configuration, all reported together."""
+class ProblemsError(ValueError):
+    """One or more problems in one input, all reported together."""
 
-    def __init__(self, problems: list[str], source: str = "environment") -> None:
+    what = "input"
+    default_source = "input"
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
         self.problems = list(problems)
-        self.source = source
+        self.source = source or self.default_source
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid node configuration ({source}):\n{lines}")
+        super().__init__(f"invalid {self.what} ({self.source}):\n{lines}")
+
+
+class ConfigError(ProblemsError):
+    """Problems in a node's configuration."""
+
+    what = "node configuration"
+    default_source = "environment"
 
 
 @dataclass(frozen=True)

@@ -15,19 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN, NodeConfig, PortRange
+from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN, NodeConfig, PortRange, ProblemsError
 
 FEDERATION_VERSION = 1
 
 
-class FederationError(ValueError):
-    """One or more problems in a federation file, all reported together."""
+class FederationError(ProblemsError):
+    """Problems in a federation file."""
 
-    def __init__(self, problems: list[str], source: str = "federation") -> None:
-        self.problems = list(problems)
-        self.source = source
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid federation file ({source}):\n{lines}")
+    what = "federation file"
+    default_source = "federation"
 
 
 @dataclass(frozen=True)

@@ -139,5 +139,6 @@ def test_a_peer_that_never_answers_fails_at_the_deadline_naming_it(party_hosts, 
     assert result["phase"] == "init", result
     assert "bob" in result["error"], result
     # the job process is gone and the worker still serves
-    assert alice.run(f"pgrep -f 'sfnode.runner.*{job_id}'").rc == 1
+    # ([s] keeps pgrep from matching the shell that runs it)
+    assert alice.run(f"pgrep -f '[s]fnode.runner.*{job_id}'").rc == 1
     assert alice.run(f"{VENV_SFNODE} health --timeout 60").rc == 0
