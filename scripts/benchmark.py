@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ MEASUREMENTS = ("trivial platform", "trivial bare", "psi platform", "psi bare")
 # How much longer than the job deadline a run may take before it is abandoned.
 RUN_MARGIN_SECONDS = 180
 RESULT_MARK = "BENCH_RESULT "
+PHASES = ("import", "init", "run", "shutdown")
 
 # The bare job, run by the node venv's Python (3.10) as user secretflow. Its one
 # argument is a JSON object built by bare_config(); the sf.init, sf.SPU and
@@ -463,7 +465,7 @@ def platform_answer(what: str, done: Finished, kind: str, keys: int) -> dict[str
         result = {"parties": result.get("parties", {})}
     check_value(what, done, result, kind, keys)
     return {"seconds": done.seconds, "job_seconds": answer.get("seconds"),
-            "phases": answer.get("phases")}
+            "phase_seconds": platform_phases(answer.get("phases") or {})}
 
 
 def bare_answer(what: str, done: Finished, kind: str, keys: int) -> dict[str, Any]:
@@ -474,7 +476,24 @@ def bare_answer(what: str, done: Finished, kind: str, keys: int) -> dict[str, An
     if done.returncode != 0 or not out.get("ok"):
         raise failure(what, done, f"the bare job failed: {out.get('error')}")
     check_value(what, done, out["result"], kind, keys)
-    return {"seconds": done.seconds, "phases": out.get("phases")}
+    return {"seconds": done.seconds, "phase_seconds": bare_phases(out.get("phases") or {})}
+
+
+def platform_phases(began: dict[str, float]) -> dict[str, float]:
+    """Seconds per phase from the runner's status (when each phase began; "done" ends the last)."""
+    marks = [*PHASES, "done"]
+    return {name: round(began[nxt] - began[name], 3)
+            for name, nxt in pairwise(marks) if name in began and nxt in began}
+
+
+def bare_phases(ended: dict[str, float]) -> dict[str, float]:
+    """Seconds per phase from the bare script (seconds since its start when each phase ended)."""
+    out, last = {}, 0.0
+    for name in PHASES:
+        if name in ended:
+            out[name] = round(ended[name] - last, 3)
+            last = ended[name]
+    return out
 
 
 # --- one measurement ------------------------------------------------------------------------
@@ -593,10 +612,10 @@ def print_report(runs: list[Run], keys: int, repeat: int, info: dict[str, Any]) 
         each = " ".join(f"{r.seconds:.2f}" for r in runs if r.measurement == name)
         print(f"{name:<18} {value:>9.2f}   {each}")
     print()
-    print(f"{'ratio platform/bare':<20} {'value':>6} {'target':>8}")
+    print(f"{'ratio platform/bare':<20} {'value':>6}  {'target':<8}")
     for label, value in rat.items():
         verdict = "meets" if value <= TARGETS[label] else "MISSES"
-        print(f"{label:<20} {value:>6.3f} {'<= ' + str(TARGETS[label]):>8}   {verdict}")
+        print(f"{label:<20} {value:>6.3f}  {'<= ' + str(TARGETS[label]):<8}  {verdict}")
     print()
     print(f"PSI keys per party: {keys:,} (intersection {keys // 2:,}); repeat {repeat}")
     print(f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, "

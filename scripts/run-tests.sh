@@ -9,7 +9,7 @@ cd "$SFF_ROOT"
 "$here/setup.sh" || { echo "setup failed"; exit 1; }
 export PATH=$SFF_ROOT/.venv/bin:$PATH
 
-scenarios=${SFF_SCENARIOS:-default}
+scenarios=${SFF_SCENARIOS:-default federation}
 passed=0 failed=0 failures=()
 stage() {
   local name=$1; shift
