@@ -21,10 +21,16 @@ GOOD = {"ansible_connection": "local", "ansible_become": False,
 
 
 def preflight(tmp_path: Path, **overrides: object) -> subprocess.CompletedProcess[str]:
-    party = {**GOOD, **overrides}
-    party = {k: v for k, v in party.items() if v is not None}
+    return preflight_parties(tmp_path, {"alice": overrides})
+
+
+def preflight_parties(tmp_path: Path, parties: dict[str, dict]) -> subprocess.CompletedProcess[str]:
+    hosts = {}
+    for name, overrides in parties.items():
+        party = {**GOOD, **overrides}
+        hosts[name] = {k: v for k, v in party.items() if v is not None}
     inventory = tmp_path / "hosts.yml"
-    inventory.write_text(yaml.safe_dump({"federation": {"hosts": {"alice": party}}}))
+    inventory.write_text(yaml.safe_dump({"federation": {"hosts": hosts}}))
     return subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), "site.yml",
          "--tags", "preflight"],
@@ -67,3 +73,16 @@ def test_bad_setting_is_refused_with_its_message(tmp_path: Path, overrides: dict
     assert result.returncode != 0, output
     for fragment in expected:
         assert " ".join(fragment.split()) in output, f"{fragment!r} not in:\n{output[-3000:]}"
+
+
+def test_problems_across_parties_are_reported_together(tmp_path: Path) -> None:
+    """Two parties: a duplicate id and a loopback address, both named in one run."""
+    secret = {"redis_password": "a" * 32}
+    result = preflight_parties(tmp_path, {
+        "alice": {**secret, "node_ip": "127.0.0.1"},
+        "bob": {**secret, "node_id": "alice", "node_ip": "192.0.2.11"},
+    })
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output
+    assert "node_ip is 127.0.0.1, a loopback address" in output, output[-3000:]
+    assert "node_id 'alice' is used by hosts alice, bob" in output, output[-3000:]

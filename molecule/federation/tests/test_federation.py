@@ -87,12 +87,6 @@ def test_two_psi_jobs_at_once_on_different_slots(jobs, psi_inputs, party_hosts):
     assert int(lines) == 1000 + 1
 
 
-def test_psi_with_ecdh(jobs, psi_inputs):
-    run = jobs.run(psi_spec("alice", "bob", 4, psi_inputs, protocol="PROTOCOL_ECDH"))
-    assert run.rc == 0, run
-    assert {r["result"]["intersection_count"] for r in run.results.values()} == {1000}, run
-
-
 def test_a_slot_outside_the_port_ranges_is_refused_with_the_valid_range(jobs):
     run = jobs.run({"job_id": unique_job_id("badslot"), "kind": "ping", "parties": ["alice", "bob"],
                     "slot": 999})
