@@ -35,7 +35,7 @@ def preflight_parties(tmp_path: Path, parties: dict[str, dict]) -> subprocess.Co
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), "site.yml",
          "--tags", "preflight"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_REDIS_PASSWORD_DIR_UNUSED": ""},
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
     )
 
 
