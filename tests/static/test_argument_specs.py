@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 ROLES = Path(__file__).resolve().parents[2] / "roles"
-TYPES = {"str": str, "int": int, "bool": bool, "list": list, "dict": dict}
+TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict}
 
 
 def _roles_with_defaults() -> list[Path]:

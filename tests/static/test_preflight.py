@@ -24,7 +24,7 @@ def preflight(tmp_path: Path, **overrides: object) -> subprocess.CompletedProces
     return preflight_parties(tmp_path, {"alice": overrides})
 
 
-def preflight_parties(tmp_path: Path, parties: dict[str, dict]) -> subprocess.CompletedProcess[str]:
+def preflight_parties(tmp_path: Path, parties: dict[str, dict], *args: str) -> subprocess.CompletedProcess[str]:
     hosts = {}
     for name, overrides in parties.items():
         party = {**GOOD, **overrides}
@@ -33,7 +33,7 @@ def preflight_parties(tmp_path: Path, parties: dict[str, dict]) -> subprocess.Co
     inventory.write_text(yaml.safe_dump({"federation": {"hosts": hosts}}))
     return subprocess.run(
         [str(Path(sys.executable).with_name("ansible-playbook")), "-i", str(inventory), "site.yml",
-         "--tags", "preflight"],
+         "--tags", "preflight", *args],
         cwd=ROOT, capture_output=True, text=True, timeout=300,
         env={**os.environ, "ANSIBLE_NOCOLOR": "1"},
     )
@@ -44,17 +44,48 @@ def test_a_good_party_passes(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+RAYFED, SPU = "node_rayfed_ports", "node_spu_ports"
 CASES = {
+    # identity and addresses
     "node_ip missing": ({"node_ip": None}, ["party alice", "node_ip is not set"]),
+    "node_ip not an address": ({"node_ip": "300.1.2.3"},
+                               ["party alice", "node_ip is '300.1.2.3', not an IP address"]),
+    "node_ip unspecified": ({"node_ip": "0.0.0.0"}, ["party alice", "node_ip is 0.0.0.0, which names no host"]),
+    "node_id not a valid id": ({"node_id": "Alice!"},
+                               ["party Alice!", "node_id is 'Alice!'", "lowercase letter"]),
+    # the SecretFlow port ranges
+    "range inverted": ({RAYFED: {"start": 20031, "end": 20000}},
+                       ["party alice", "node_rayfed_ports is 20031-20000", "start is after end"]),
+    "range below 1024": ({SPU: {"start": 80, "end": 111}},
+                         ["party alice", "node_spu_ports is 80-111", "within 1024-65535"]),
+    "range not a mapping": ({RAYFED: "20000-20031"},
+                            ["party alice", "node_rayfed_ports is '20000-20031'", "{start: PORT, end: PORT}"]),
+    "the two ranges overlap": ({SPU: {"start": 20016, "end": 20047}},
+                               ["party alice", "node_rayfed_ports 20000-20031 and node_spu_ports 20016-20047 overlap"]),
+    "range inside Ray's worker ports": ({RAYFED: {"start": 22100, "end": 22131}},
+                                        ["party alice", "node_rayfed_ports 22100-22131 overlaps ray_head_worker_ports"]),
+    "range holds the Redis port": ({"redis_port": 21005},
+                                   ["party alice", "node_spu_ports 21000-21031 overlaps redis_port (21005)"]),
+    "range holds the Ray GCS port": ({"ray_head_port": 20010},
+                                     ["party alice", "node_rayfed_ports 20000-20031 overlaps ray_head_port (20010)"]),
+    "range holds Ray's client server": ({"ray_head_aux_ports": {"client_server": 21001}},
+                                        ["party alice", "overlaps ray_head_aux_ports.client_server (21001)"]),
+    "more concurrency than port slots": ({"celery_worker_concurrency": 40},
+                                         ["party alice", "celery_worker_concurrency is 40", "32 port slots",
+                                          "1 to 32"]),
+    "zero concurrency": ({"celery_worker_concurrency": 0},
+                         ["party alice", "celery_worker_concurrency is '0'", "a whole number >= 1"]),
+    # Ray head resources
     "zero CPUs for Ray": ({"ray_head_num_cpus": 0},
                           ["party alice", "ray_head_num_cpus is '0'", "auto", ">= 1"]),
     "object store not a number": ({"ray_head_object_store_memory": "2GB"},
                                   ["party alice", "ray_head_object_store_memory is '2GB'", "number of bytes"]),
     "object store larger than /dev/shm": ({"ray_head_object_store_memory": 10**15},
                                           ["party alice", "1000000000000000 bytes", "/dev/shm"]),
-    "more concurrency than port slots": ({"celery_worker_concurrency": 40},
-                                         ["party alice", "celery_worker_concurrency is 40", "32 port slots",
-                                          "1 to 32"]),
+    "object store above the share of memory": ({"ray_head_object_store_max_share": 0.01},
+                                               ["party alice", "ray_head_object_store_max_share 0.01",
+                                                "bytes of memory; valid: up to"]),
+    # host, secrets, install
     "short Redis password": ({"redis_password": "short"},
                              ["party alice", "redis_password", "16 characters", "has\n5 characters"]),
     "unknown install source": ({"secretflow_runtime_install_source": "ftp"},
@@ -62,6 +93,11 @@ CASES = {
     "no Python archive for the architecture": ({"python_archive_checksums": {"riscv64": "0" * 64}},
                                                ["party alice", "python_archive_checksums has no entry",
                                                 "riscv64"]),
+    "unsupported operating system": ({"node_supported_systems": ["Debian 13"]},
+                                     ["party alice", "which is not in node_supported_systems",
+                                      "supported: Debian 13"]),
+    "not enough disk for the venv": ({"secretflow_runtime_min_free_mb": 10**9},
+                                     ["party alice", "MiB free on", "below secretflow_runtime_min_free_mb 1000000000"]),
 }
 
 
@@ -86,3 +122,35 @@ def test_problems_across_parties_are_reported_together(tmp_path: Path) -> None:
     assert result.returncode != 0, output
     assert "node_ip is 127.0.0.1, a loopback address" in output, output[-3000:]
     assert "node_id 'alice' is used by hosts alice, bob" in output, output[-3000:]
+
+
+def test_two_parties_on_one_address_with_the_same_ports_are_refused(tmp_path: Path) -> None:
+    secret = {"redis_password": "a" * 32}
+    result = preflight_parties(tmp_path, {"alice": {**secret}, "bob": {**secret}})
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output
+    assert "parties alice, bob share node_ip 192.0.2.10 and the ports 20000-21031" in output, output[-3000:]
+
+
+def test_every_problem_of_every_role_is_reported_in_one_run(tmp_path: Path) -> None:
+    """Three roles' problems on one party and one on another: one run names all four."""
+    result = preflight_parties(tmp_path, {
+        "alice": {"redis_password": "short", "ray_head_num_cpus": 0, "celery_worker_concurrency": 40},
+        "bob": {"redis_password": "b" * 32, "node_ip": "192.0.2.11", "secretflow_runtime_install_source": "ftp"},
+    })
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output
+    assert "preflight found 4 problem(s); nothing was changed on any host" in output, output[-3000:]
+    for fragment in ["party alice: redis_password", "party alice: ray_head_num_cpus is '0'",
+                     "party alice: celery_worker_concurrency is 40",
+                     "party bob: secretflow_runtime_install_source is 'ftp'"]:
+        assert fragment in output, f"{fragment!r} not in:\n{output[-3000:]}"
+
+
+def test_a_run_that_leaves_a_party_out_is_refused(tmp_path: Path) -> None:
+    secret = {"redis_password": "a" * 32}
+    result = preflight_parties(tmp_path, {"alice": {**secret}, "bob": {**secret, "node_ip": "192.0.2.11"}},
+                               "--limit", "alice")
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output
+    assert "bob did not take part in this run" in output, output[-3000:]
