@@ -15,7 +15,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, signals, states
 
 from sfnode import supervise
 from sfnode.config import MAX_DEADLINE_SECONDS, ConfigError, NodeConfig, redact_url
@@ -101,6 +101,21 @@ def _refuse_to_start_unconfigured(**_: Any) -> None:
         error = _startup_error or ConfigError(["no configuration"])
         print(f"sfnode worker cannot start: {error}", file=sys.stderr, flush=True)
         raise SystemExit(78)  # EX_CONFIG; Celery's signal dispatch swallows Exceptions
+
+
+@signals.worker_ready.connect
+def _answer_abandoned_jobs(**_: Any) -> None:
+    """Jobs whose previous worker died mid-run are answered as failed.
+
+    The submitter sends each job under its job id as the task id, so the
+    answer stored here reaches whoever still waits for it.
+    """
+    if _config is None:
+        return
+    for answer in supervise.reap_abandoned(_config):
+        app.backend.store_result(answer["job_id"], answer, states.SUCCESS)
+        print(f"sfnode: job {answer['job_id']} was abandoned by a stopped worker in phase "
+              f"{answer['phase']!r}; answered as failed", file=sys.stderr, flush=True)
 
 
 def versions() -> dict[str, str | None]:

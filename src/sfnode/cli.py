@@ -111,7 +111,8 @@ def _call(broker: str, backend: str, queue: str, task: str, task_args: list[Any]
 
 
 def _call_many(targets: dict[str, tuple[str, str]], queue: str, task: str,
-               task_args: list[Any], timeout: float) -> dict[str, dict[str, Any]]:
+               task_args: list[Any], timeout: float,
+               task_id: str | None = None) -> dict[str, dict[str, Any]]:
     """Send ``task`` through each party's broker and wait for all answers.
 
     Celery's result objects live only inside this function: their finalizers
@@ -124,7 +125,7 @@ def _call_many(targets: dict[str, tuple[str, str]], queue: str, task: str,
         client = _client(broker, backend, queue)
         clients.append(client)
         try:
-            pending[party] = client.send_task(task, args=task_args, queue=queue)
+            pending[party] = client.send_task(task, args=task_args, queue=queue, task_id=task_id)
         except Exception as exc:  # noqa: BLE001
             results[party] = {"ok": False, "error": f"could not send {task} to "
                                                     f"{redact_url(broker)}: "
@@ -181,7 +182,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     deadline = spec.get("deadline_seconds") or config.job_deadline_seconds
     timeout = args.timeout if args.timeout is not None else deadline + RESULT_MARGIN_SECONDS
-    results = _call_many(targets, config.celery_queue, RUN_JOB_TASK, [spec], timeout)
+    # The job id is the task id on every party (each has its own backend): a
+    # worker that restarts after losing a job can still answer its submitter.
+    job_id = spec.get("job_id")
+    results = _call_many(targets, config.celery_queue, RUN_JOB_TASK, [spec], timeout,
+                         task_id=job_id if isinstance(job_id, str) and job_id else None)
     for party, answer in results.items():
         answer.setdefault("party", party)
     ok = bool(results) and all(r.get("ok") for r in results.values())

@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +32,7 @@ KILL_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.5
 LOG_NAME = "runner.log"
 SLOTS_DIR = ".slots"
+PEER_PROBE_TIMEOUT_SECONDS = 2.0
 ACTOR_CLEANUP_NOTE = (
     "Ray removes the job's non-detached actors (PYU/SPU) once their driver process is gone"
 )
@@ -255,8 +257,74 @@ def _timeout_answer(spec: JobSpec, config: NodeConfig, status: Mapping[str, Any]
                       "(check the peers' job logs)")
     elif phase in ("start", "import"):
         detail = ": the runner did not get as far as sf.init (importing SecretFlow)"
+    else:
+        # Past sf.init the job waits on its peers' data: name those gone silent.
+        silent = [{"id": p.id, "address": p.rayfed_address}
+                  for p in spec.peers(config.node_id) if not port_answers(p.rayfed_address)]
+        answer["silent_peers"] = silent
+        if silent:
+            names = ", ".join(f"{p['id']} ({p['address']})" for p in silent)
+            detail = (f": these peers no longer answer on their rayfed port (stopped, or their "
+                      f"job ended): {names}")
     answer.update(ok=False, error=f"{head}{detail}; {tail}")
     return answer
+
+
+def port_answers(address: str, timeout: float = PEER_PROBE_TIMEOUT_SECONDS) -> bool:
+    """Whether a TCP connection to ``host:port`` opens within ``timeout``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def _runner_alive(pid: Any, job_id: str) -> bool:
+    """Whether ``pid`` is still the runner of ``job_id`` (not a reused pid)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return "sfnode.runner" in cmdline and job_id in cmdline
+
+
+def reap_abandoned(config: NodeConfig) -> list[dict[str, Any]]:
+    """Jobs whose worker stopped while they ran, found when a worker starts.
+
+    Such a job has a work dir without a final result. Its runner, if it is
+    still there, is killed with its whole group; the job is then recorded as
+    failed (a redelivered task replays that) and answered, so the submitter
+    learns what happened instead of waiting for nothing.
+    """
+    answers: list[dict[str, Any]] = []
+    if not config.job_dir.is_dir():
+        return answers
+    for workdir in sorted(config.job_dir.iterdir()):
+        spec = read_json(workdir / SPEC_NAME) if workdir.is_dir() else None
+        if not isinstance(spec, dict) or not isinstance(spec.get("job_id"), str):
+            continue
+        result = read_json(workdir / RESULT_NAME)
+        if isinstance(result, dict) and result.get("final"):
+            continue
+        job_id = spec["job_id"]
+        status = read_json(workdir / STATUS_NAME) or {}
+        pid = status.get("pid")
+        if _runner_alive(pid, job_id):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        phase = status.get("phase") or "start"
+        error = (f"job {job_id!r} on party {config.node_id}: its worker stopped (killed or "
+                 f"restarted) during phase {phase!r}; the job's process group is gone and "
+                 f"{ACTOR_CLEANUP_NOTE}; submit the job again under a new job_id")
+        write_json_atomic(workdir / RESULT_NAME, {"ok": False, "final": True, "phase": phase,
+                                                   "error": error, "abandoned": True})
+        answers.append({"job_id": job_id, "party": config.node_id, "kind": spec.get("kind"),
+                        "workdir": str(workdir), "ok": False, "phase": phase, "error": error,
+                        "abandoned": True})
+    return answers
 
 
 def _earlier_run(spec: JobSpec, spec_dict: dict[str, Any], config: NodeConfig, workdir: Path,

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
 import sys
 import textwrap
 import threading
@@ -14,6 +17,7 @@ import pytest
 from conftest import full_spec
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation
+from sfnode import supervise
 from sfnode.supervise import SlotLock, run_job
 
 # Stand-in runners: tiny scripts given as the runner command, so no SecretFlow is needed.
@@ -165,3 +169,77 @@ def test_unreadable_federation_is_an_answer(config: NodeConfig) -> None:
     os.remove(config.federation_file)
     answer = run_job(full_spec(), config)
     assert answer["ok"] is False and "cannot read" in answer["error"]
+
+
+HANGS_IN_RUN = HANGS_IN_INIT.replace('"phase": "init"', '"phase": "run"')
+
+
+def test_a_deadline_past_init_names_the_peers_that_stopped_answering(
+        config: NodeConfig, federation: Federation, monkeypatch: pytest.MonkeyPatch) -> None:
+    probed = []
+
+    def port_answers(address: str) -> bool:
+        probed.append(address)
+        return False
+
+    monkeypatch.setattr(supervise, "port_answers", port_answers)
+    answer = run_job(full_spec(deadline_seconds=2), config, federation=federation,
+                     runner_command=standin(HANGS_IN_RUN), grace_seconds=0.5, poll_seconds=0.1)
+    assert answer["ok"] is False and answer["phase"] == "run"
+    assert probed == ["10.89.0.3:20000"]
+    assert answer["silent_peers"] == [{"id": "bob", "address": "10.89.0.3:20000"}]
+    assert "these peers no longer answer on their rayfed port" in answer["error"]
+    assert "bob (10.89.0.3:20000)" in answer["error"]
+
+
+def test_port_answers_only_where_something_listens() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        open_port = listener.getsockname()[1]
+        assert supervise.port_answers(f"127.0.0.1:{open_port}")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        closed_port = closed.getsockname()[1]
+        assert not supervise.port_answers(f"127.0.0.1:{closed_port}")
+
+
+def _abandoned(config: NodeConfig, job_id: str, phase: str, pid: int | None = None,
+               final: bool = False) -> Path:
+    workdir = config.job_dir / job_id
+    workdir.mkdir(parents=True)
+    (workdir / "spec.json").write_text(json.dumps(full_spec() | {"job_id": job_id}))
+    (workdir / "status.json").write_text(json.dumps({"phase": phase, "pid": pid}))
+    if final:
+        (workdir / "result.json").write_text(json.dumps({"ok": True, "final": True, "phase": "done"}))
+    return workdir
+
+
+def test_a_worker_start_answers_jobs_its_predecessor_abandoned(config: NodeConfig,
+                                                               federation: Federation) -> None:
+    # a runner that outlived its worker, and a job whose runner is already gone
+    runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "sfnode.runner",
+                               "orphan-1"], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10  # until the child has exec'd
+        while b"sfnode.runner" not in Path(f"/proc/{runner.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        _abandoned(config, "orphan-1", "run", pid=runner.pid)
+        _abandoned(config, "gone-1", "init", pid=None)
+        _abandoned(config, "done-1", "done", final=True)
+        answers = {a["job_id"]: a for a in supervise.reap_abandoned(config)}
+        assert set(answers) == {"orphan-1", "gone-1"}
+        assert runner.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+    orphan = answers["orphan-1"]
+    assert orphan["ok"] is False and orphan["phase"] == "run" and orphan["party"] == "alice"
+    assert "its worker stopped" in orphan["error"] and "phase 'run'" in orphan["error"]
+    assert answers["gone-1"]["phase"] == "init"
+    # recorded as final: a redelivered task replays the failure, a second start finds nothing
+    assert supervise.reap_abandoned(config) == []
+    replay = run_job(full_spec() | {"job_id": "gone-1"}, config, federation=federation,
+                     runner_command=standin(SUCCEEDS))
+    assert replay["ok"] is False and replay.get("replayed") is True, replay

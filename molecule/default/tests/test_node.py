@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -155,3 +158,54 @@ def test_health_task_answered_through_the_broker(host, journal):
     assert versions["celery"].startswith("5.6.")
     assert versions["python"].startswith("3.10.")
     assert health["ray"]["resources"].get("CPU", 0) >= 1, health
+
+
+def start_stamps(host) -> dict[str, str]:
+    """When each unit last became active (monotonic microseconds)."""
+    return {unit: host.check_output(f"systemctl show -p ActiveEnterTimestampMonotonic --value {unit}")
+            for unit in UNITS}
+
+
+def test_a_bad_inventory_changes_nothing_on_the_node(host):
+    """A bad value next to changes that would otherwise apply: the run stops in
+    preflight, and neither files nor services are touched."""
+    redis_conf = "/etc/secretflow/redis.conf"
+    before = {path: host.file(path).sha256sum for path in (ENV_FILE, redis_conf)}
+    stamps = start_stamps(host)
+    bad = {"ray_head_num_cpus": 0, "redis_maxmemory": "128mb", "node_job_deadline_seconds": 900,
+           "celery_worker_concurrency": 1}
+    root = Path(__file__).resolve().parents[3]
+    run = subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(root / "site.yml"),
+         "-e", json.dumps(bad)],
+        cwd=root, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(root / "roles"), "ANSIBLE_NOCOLOR": "1"},
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output[-3000:]
+    assert "party alice: ray_head_num_cpus is '0'" in output, output[-3000:]
+    assert re.search(r"changed=0\s", output), output[-1500:]
+    assert {path: host.file(path).sha256sum for path in before} == before
+    assert start_stamps(host) == stamps
+
+
+def test_the_whole_node_restarts_healthy_with_units_in_order(host, journal):
+    """A reboot of the host (the container): every unit comes back by itself,
+    Redis and the Ray head before the worker, and the worker answers."""
+    name = host.backend.get_hostname()
+    subprocess.run(["podman", "restart", "--time", "30", name], check=True, timeout=180,
+                   capture_output=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        states = [host.run(f"systemctl is-active {unit}").stdout.strip() for unit in UNITS]
+        if states == ["active"] * len(UNITS):
+            break
+        time.sleep(2)
+    for unit in UNITS:
+        assert host.service(unit).is_running, journal(unit)
+    stamps = {unit: int(value) for unit, value in start_stamps(host).items()}
+    redis, ray, worker = (stamps[u] for u in UNITS)
+    assert 0 < redis <= worker and 0 < ray <= worker, stamps
+    out = host.run(f"{VENV}/bin/sfnode health --env-file {ENV_FILE} --timeout 180")
+    assert out.rc == 0, out.stdout + out.stderr + journal("secretflow-worker.service")
+    assert json.loads(out.stdout)["ray"]["resources"].get("CPU", 0) >= 1
