@@ -1,27 +1,13 @@
-"""Three parties from one inventory run real SecretFlow jobs together."""
+"""Three parties (carol joined in test_10) run real SecretFlow jobs together."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from conftest import PARTIES, unique_job_id
+from conftest import PARTIES, RANGES, psi_spec, unique_job_id, upload_psi_input
 
 VENV_SFNODE = "/usr/local/bin/sfnode"
-
-
-def node_ip(host) -> str:
-    return host.interface("eth0").addresses[0]
-
-
-def test_every_federation_file_lists_all_parties_from_the_inventory(party_hosts):
-    expected = {pid: node_ip(h) for pid, h in party_hosts.items()}
-    for pid, host in party_hosts.items():
-        doc = json.loads(host.file("/etc/secretflow/federation.json").content_string)
-        listed = {p["id"]: p["ip"] for p in doc["parties"]}
-        assert listed == expected, f"federation file of {pid}"
-        for p in doc["parties"]:
-            assert p["rayfed_ports"] == [20000, 20031] and p["spu_ports"] == [21000, 21031]
 
 
 def test_ping_across_three_parties(jobs):
@@ -42,28 +28,12 @@ def test_spu_sum_across_three_parties(jobs):
         assert result["result"]["sum"] == 12, (pid, result)
 
 
-# Generated ids with intersections known in advance:
-#   alice 1..3000, bob 2001..5000, carol 4501..6000
-#   alice & bob = 2001..3000 (1000), bob & carol = 4501..5000 (500)
-RANGES = {"alice": (1, 3000), "bob": (2001, 5000), "carol": (4501, 6000)}
-
-
 @pytest.fixture(scope="module")
 def psi_inputs(jobs, tmp_path_factory):
-    """Each party's CSV (key column plus another one, rows in descending
-    order), uploaded with playbooks/upload.yml."""
     work = tmp_path_factory.mktemp("psi")
-    for pid, (low, high) in RANGES.items():
-        src = work / f"{pid}.csv"
-        src.write_text("uid,bucket\n" + "".join(f"id-{i:06d},{i % 7}\n" for i in range(high, low - 1, -1)))
-        jobs.upload(PARTIES[pid], src, "psi/ids.csv")
-    return "psi/ids.csv"
-
-
-def psi_spec(a: str, b: str, slot: int, path: str, **params) -> dict:
-    return {"job_id": unique_job_id(f"psi-{a}-{b}"), "kind": "psi", "parties": [a, b], "slot": slot,
-            "params": {"inputs": {a: {"path": path, "keys": ["uid"]}, b: {"path": path, "keys": ["uid"]}},
-                       "receiver": a, "broadcast_result": True, **params}}
+    for pid in RANGES:
+        path = upload_psi_input(jobs, pid, work)
+    return path
 
 
 def test_two_psi_jobs_at_once_on_different_slots(jobs, psi_inputs, party_hosts):
