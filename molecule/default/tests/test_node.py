@@ -166,6 +166,27 @@ def start_stamps(host) -> dict[str, str]:
             for unit in UNITS}
 
 
+def run_site(*args: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parents[3]
+    cache = Path(os.environ.get("SFF_CACHE", Path.home() / ".cache/secretflow-federation"))
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(root / "site.yml"),
+         "-e", f"@{cache / 'python' / 'standin-vars.yml'}", *args],
+        cwd=root, capture_output=True, text=True, timeout=900,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(root / "roles"), "ANSIBLE_NOCOLOR": "1",
+             "ANSIBLE_FORCE_COLOR": "0"},
+    )
+
+
+def test_check_mode_on_a_provisioned_node_reports_no_changes(host):
+    stamps = start_stamps(host)
+    run = run_site("--check", "--diff")
+    output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
+    assert run.returncode == 0, output[-4000:]
+    assert re.search(r"sff-alice\s*:\s*ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", output), output[-2000:]
+    assert start_stamps(host) == stamps
+
+
 def test_a_bad_inventory_changes_nothing_on_the_node(host):
     """A bad value next to changes that would otherwise apply: the run stops in
     preflight, and neither files nor services are touched."""
@@ -174,14 +195,8 @@ def test_a_bad_inventory_changes_nothing_on_the_node(host):
     stamps = start_stamps(host)
     bad = {"ray_head_num_cpus": 0, "redis_maxmemory": "128mb", "node_job_deadline_seconds": 900,
            "celery_worker_concurrency": 1}
-    root = Path(__file__).resolve().parents[3]
-    run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(root / "site.yml"),
-         "-e", json.dumps(bad)],
-        cwd=root, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "ANSIBLE_ROLES_PATH": str(root / "roles"), "ANSIBLE_NOCOLOR": "1"},
-    )
-    output = run.stdout + run.stderr
+    run = run_site("-e", json.dumps(bad))
+    output = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)
     assert run.returncode != 0, output[-3000:]
     assert "party alice: ray_head_num_cpus is '0'" in output, output[-3000:]
     assert re.search(r"changed=0\s", output), output[-1500:]

@@ -24,7 +24,8 @@ def unique_job_id(kind: str) -> str:
 
 
 def playbook_env() -> dict[str, str]:
-    return {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1"}
+    return {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0"}
 
 
 class Jobs:
