@@ -21,8 +21,22 @@ stage() {
 
 stage lint ansible-lint
 stage unit python -m pytest -q tests/unit tests/static
+# The scenarios use their own containers and networks: they run side by side
+# (much of their time is spent waiting on installs and job deadlines). Each
+# one's output goes to build/test-logs/<scenario>.log and is printed whole.
+logs=$SFF_ROOT/build/test-logs
+mkdir -p "$logs"
+declare -A started pids
 for s in $scenarios; do
-  stage "molecule $s" molecule test -s "$s"
+  started[$s]=$SECONDS
+  molecule test -s "$s" >"$logs/$s.log" 2>&1 &
+  pids[$s]=$!
+  echo "=== molecule $s: started (output in $logs/$s.log)"
+done
+for s in $scenarios; do
+  wait "${pids[$s]}"; rc=$?
+  cat "$logs/$s.log"
+  stage "molecule $s" sh -c "echo 'molecule $s: exit $rc after $((SECONDS - started[$s])) s'; exit $rc"
 done
 
 [ "$failed" -eq 0 ] || echo "failed stages: ${failures[*]}"
