@@ -19,7 +19,7 @@ def wait_for(predicate, seconds: float, what: str, step: float = 1.0):
         if value:
             return value
         time.sleep(step)
-    raise AssertionError(f"not within {seconds:.0f} s: {what}")
+    raise AssertionError(f"not within {seconds:.0f} s: {what() if callable(what) else what}")
 
 
 def main_pid(host, unit: str) -> str:
@@ -54,7 +54,9 @@ def test_a_killed_ray_head_is_back_within_30_s_and_the_next_job_succeeds(jobs, p
     old = main_pid(alice, unit)
     alice.run_expect([0], f"kill -9 {old}")
     wait_for(lambda: alice.run(f"systemctl is-active {unit}").stdout.strip() == "active"
-             and main_pid(alice, unit) not in ("0", old), 30, "Ray head active again")
+             and main_pid(alice, unit) not in ("0", old), 30,
+             lambda: "Ray head active again; journal:\n"
+             + alice.run(f"journalctl -u {unit} -n 30 --no-pager").stdout)
     ip = node_ip(alice)
     wait_for(lambda: alice.socket(f"tcp://{ip}:61379").is_listening, 30, "GCS listening again")
     run = jobs.run({"job_id": unique_job_id("after-kill"), "kind": "ping", "parties": ["alice", "bob"],
@@ -102,7 +104,7 @@ def test_a_worker_killed_mid_job_answers_failed_and_leaves_no_orphans(party_host
     assert "its worker stopped" in answer["error"] and "phase 'init'" in answer["error"], answer
     assert alice.run(f"pgrep -f '[s]fnode.runner.*{job_id}'").rc == 1, "the job process outlived its worker"
     wait_for(lambda: not actor_processes(alice), 90,
-             f"the job's Ray actors gone (during the job: {during}; now: {actor_processes(alice)})")
+             lambda: f"the job's Ray actors gone (during the job: {during}; now: {actor_processes(alice)})")
     assert main_pid(alice, unit) not in ("0", old)
     assert healthy(alice)
 
