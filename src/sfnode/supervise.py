@@ -13,7 +13,6 @@ import errno
 import fcntl
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,8 @@ from typing import Any
 
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation, FederationError, load_federation
-from sfnode.runner import RESULT_NAME, SPEC_NAME, STATUS_NAME, read_json, write_json_atomic
+from sfnode.runner import (RESULT_NAME, SPEC_NAME, STATUS_NAME, read_json, tcp_port_open,
+                           write_json_atomic)
 from sfnode.spec import JobSpec, SpecError, validate_spec
 
 RunnerCommand = Callable[[Path, Path], Sequence[str]]
@@ -260,7 +260,8 @@ def _timeout_answer(spec: JobSpec, config: NodeConfig, status: Mapping[str, Any]
     else:
         # Past sf.init the job waits on its peers' data: name those gone silent.
         silent = [{"id": p.id, "address": p.rayfed_address}
-                  for p in spec.peers(config.node_id) if not port_answers(p.rayfed_address)]
+                  for p in spec.peers(config.node_id)
+                  if not tcp_port_open(p.ip, p.rayfed_port, PEER_PROBE_TIMEOUT_SECONDS)]
         answer["silent_peers"] = silent
         if silent:
             names = ", ".join(f"{p['id']} ({p['address']})" for p in silent)
@@ -268,16 +269,6 @@ def _timeout_answer(spec: JobSpec, config: NodeConfig, status: Mapping[str, Any]
                       f"job ended): {names}")
     answer.update(ok=False, error=f"{head}{detail}; {tail}")
     return answer
-
-
-def port_answers(address: str, timeout: float = PEER_PROBE_TIMEOUT_SECONDS) -> bool:
-    """Whether a TCP connection to ``host:port`` opens within ``timeout``."""
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            return True
-    except (OSError, ValueError):
-        return False
 
 
 def _runner_alive(pid: Any, job_id: str) -> bool:

@@ -18,6 +18,7 @@ from conftest import full_spec
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation
 from sfnode import supervise
+from sfnode.runner import tcp_port_open
 from sfnode.supervise import SlotLock, run_job
 
 # Stand-in runners: tiny scripts given as the runner command, so no SecretFlow is needed.
@@ -178,11 +179,11 @@ def test_a_deadline_past_init_names_the_peers_that_stopped_answering(
         config: NodeConfig, federation: Federation, monkeypatch: pytest.MonkeyPatch) -> None:
     probed = []
 
-    def port_answers(address: str) -> bool:
-        probed.append(address)
+    def tcp_port_open(host: str, port: int, timeout: float) -> bool:
+        probed.append(f"{host}:{port}")
         return False
 
-    monkeypatch.setattr(supervise, "port_answers", port_answers)
+    monkeypatch.setattr(supervise, "tcp_port_open", tcp_port_open)
     answer = run_job(full_spec(deadline_seconds=2), config, federation=federation,
                      runner_command=standin(HANGS_IN_RUN), grace_seconds=0.5, poll_seconds=0.1)
     assert answer["ok"] is False and answer["phase"] == "run"
@@ -192,16 +193,16 @@ def test_a_deadline_past_init_names_the_peers_that_stopped_answering(
     assert "bob (10.89.0.3:20000)" in answer["error"]
 
 
-def test_port_answers_only_where_something_listens() -> None:
+def test_tcp_port_open_only_where_something_listens() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         open_port = listener.getsockname()[1]
-        assert supervise.port_answers(f"127.0.0.1:{open_port}")
+        assert tcp_port_open("127.0.0.1", open_port)
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         closed_port = closed.getsockname()[1]
-        assert not supervise.port_answers(f"127.0.0.1:{closed_port}")
+        assert not tcp_port_open("127.0.0.1", closed_port)
 
 
 def _abandoned(config: NodeConfig, job_id: str, phase: str, pid: int | None = None,
