@@ -101,6 +101,20 @@ CASES = {
                                       "supported: Debian 13"]),
     "not enough disk for the venv": ({"secretflow_runtime_min_free_mb": 10**9},
                                      ["party alice", "MiB free on", "below secretflow_runtime_min_free_mb 1000000000"]),
+    # upgrades and offline installs
+    "a pin the lock does not have": ({"secretflow_runtime_requirements": ["secretflow==1.12.0b0", "click==8.5.1",
+                                                                          "celery[redis]==5.6.1"]},
+                                     ["party alice", "secretflow_runtime_requirements pins click==8.5.1",
+                                      "it has: click==8.2.1", "scripts/lock-requirements.sh"]),
+    "no venv kept for a rollback": ({"secretflow_runtime_venvs_keep": 1},
+                                    ["party alice", "secretflow_runtime_venvs_keep is '1'", "at least 2"]),
+    "bundle directory that is not a bundle": ({"node_bundle_dir": "/nonexistent/bundle"},
+                                              ["party alice", "node_bundle_dir '/nonexistent/bundle' is not an offline",
+                                               "playbooks/bundle.yml"]),
+    "bundle with hosts installing from an index": ({"node_bundle_dir": "/nonexistent/bundle",
+                                                    "secretflow_runtime_install_source": "index"},
+                                                   ["party alice", "secretflow_runtime_install_source is 'index' with",
+                                                    "valid with a bundle: controller"]),
 }
 
 
@@ -157,3 +171,24 @@ def test_a_run_that_leaves_a_party_out_is_refused(tmp_path: Path) -> None:
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0, output
     assert "bob did not take part in this run" in output, output[-3000:]
+
+
+def test_a_damaged_bundle_of_another_system_is_refused(tmp_path: Path) -> None:
+    """A bundle whose files no longer match its checksums, built for another
+    system, and without the Python or wheelhouse these settings need."""
+    bundle = tmp_path / "bundle"
+    (bundle / "python").mkdir(parents=True)
+    (bundle / "debs.tar").write_bytes(b"packages")
+    (bundle / "MANIFEST.yml").write_text(yaml.safe_dump({"system": "Debian 11", "architecture": "x86_64"}))
+    sums = subprocess.run(["sha256sum", "debs.tar", "MANIFEST.yml"], cwd=bundle, capture_output=True, text=True,
+                          check=True).stdout
+    (bundle / "SHA256SUMS").write_text(sums)
+    (bundle / "debs.tar").write_bytes(b"packages, altered")
+    result = preflight(tmp_path, redis_password="a" * 32, node_bundle_dir=str(bundle))
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output
+    for fragment in (f"the bundle node_bundle_dir '{bundle}' fails its checksums (debs.tar: FAILED",
+                     f"'{bundle}' is for Debian 11 x86_64, but the host runs Debian 12",
+                     "has no Python archive for python_version",
+                     "has no wheelhouse of the current lock"):
+        assert fragment in output, f"{fragment!r} not in:\n{output[-3000:]}"

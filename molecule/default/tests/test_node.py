@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from conftest import UNITS
+from conftest import UNITS, run_site, start_stamps
 
 VENV = "/opt/secretflow/venv"
 ENV_FILE = "/etc/secretflow/node.env"
@@ -19,6 +17,18 @@ ENV_FILE = "/etc/secretflow/node.env"
 def env_file(host) -> dict[str, str]:
     text = host.file(ENV_FILE).content_string
     return dict(line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def test_the_node_has_no_route_out_and_got_its_packages_from_the_bundle(host):
+    """The scenario's network is --internal: with no default route, Redis,
+    libgomp1, the interpreter and the venv all came from the offline bundle."""
+    assert host.check_output("ip route show default") == ""
+    assert host.check_output("ip -4 route").count("\n") == 0  # only the network's own subnet
+    for package in ("redis-server", "libgomp1"):
+        assert host.package(package).is_installed
+    # the bundle's local repository is gone once used; the host's apt sources are untouched
+    assert not host.file("/var/cache/secretflow/debs").exists
+    assert "file:" not in host.check_output("cat /etc/apt/sources.list; ls /etc/apt/sources.list.d")
 
 
 def test_interpreter_reports_the_configured_version(host, standin):
@@ -158,24 +168,6 @@ def test_health_task_answered_through_the_broker(host, journal):
     assert versions["celery"].startswith("5.6.")
     assert versions["python"].startswith("3.10.")
     assert health["ray"]["resources"].get("CPU", 0) >= 1, health
-
-
-def start_stamps(host) -> dict[str, str]:
-    """When each unit last became active (monotonic microseconds)."""
-    return {unit: host.check_output(f"systemctl show -p ActiveEnterTimestampMonotonic --value {unit}")
-            for unit in UNITS}
-
-
-def run_site(*args: str) -> subprocess.CompletedProcess[str]:
-    root = Path(__file__).resolve().parents[3]
-    cache = Path(os.environ.get("SFF_CACHE", Path.home() / ".cache/secretflow-federation"))
-    return subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(root / "site.yml"),
-         "-e", f"@{cache / 'python' / 'standin-vars.yml'}", *args],
-        cwd=root, capture_output=True, text=True, timeout=900,
-        env={**os.environ, "ANSIBLE_ROLES_PATH": str(root / "roles"), "ANSIBLE_NOCOLOR": "1",
-             "ANSIBLE_FORCE_COLOR": "0"},
-    )
 
 
 def test_check_mode_on_a_provisioned_node_reports_no_changes(host):

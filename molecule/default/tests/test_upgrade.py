@@ -1,0 +1,120 @@
+"""Upgrades (after test_node.py: they change the node): a changed pin builds a
+new venv beside the running one, switches to it and restarts the services;
+the previous venv is kept, and going back to the old pins switches back
+without installing anything; an install that fails leaves the node running.
+
+The node has no route out, so the upgrade comes as an operator of such a site
+would bring it: a new bundle built with the new pins and their lock."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import CACHE, ROOT, UNITS, run_playbook, run_site, start_stamps
+
+VENV = "/opt/secretflow/venv"
+VENVS = "/opt/secretflow/venvs"
+ENV_FILE = "/etc/secretflow/node.env"
+LOCK = ROOT / "roles/secretflow_runtime/files/locks/cp310-x86_64.txt"
+# click 8.5.1 works with ray 2.42.0's CLI and celery 5.6 (FACTS: click, ray and celery)
+NEW_PINS = ["secretflow==1.12.0b0", "click==8.5.1", "celery[redis]==5.6.1"]
+RESTARTED = ("secretflow-ray.service", "secretflow-worker.service")
+
+
+@pytest.fixture(scope="module")
+def new_lock(tmp_path_factory):
+    """The lock of the new pins: the closure is the same but for click."""
+    locks = tmp_path_factory.mktemp("locks")
+    text = LOCK.read_text()
+    assert "\nclick==8.2.1\n" in text
+    (locks / LOCK.name).write_text(text.replace("\nclick==8.2.1\n", "\nclick==8.5.1\n"))
+    return locks
+
+
+def active_venv(host) -> str:
+    return host.file(VENV).linked_to
+
+
+def installed(host, dist: str) -> str:
+    return host.check_output(f"{VENV}/bin/python -c 'import importlib.metadata as m; print(m.version(\"{dist}\"))'")
+
+
+def healthy(host) -> dict:
+    out = host.run(f"{VENV}/bin/sfnode health --env-file {ENV_FILE} --timeout 180")
+    assert out.rc == 0, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def assert_ok(run) -> None:
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+
+
+def test_a_changed_pin_switches_to_a_new_venv_and_back(host, new_lock):
+    old = active_venv(host)
+    stamps = start_stamps(host)
+    bundle = CACHE / "bundles" / "default-upgrade"
+    new = json.dumps({"secretflow_runtime_requirements": NEW_PINS, "secretflow_runtime_lock_dir": str(new_lock),
+                      "node_bundle_dir": str(bundle)})
+    assert_ok(run_playbook("playbooks/bundle.yml", "-e", new, timeout=1800))
+
+    # upgrade
+    assert_ok(run_site("-e", new, timeout=1800))
+    upgraded = active_venv(host)
+    assert upgraded != old and upgraded.startswith(VENVS + "/")
+    assert installed(host, "click") == "8.5.1"
+    ray = host.run(f"{VENV}/bin/ray --version")
+    assert ray.rc == 0 and "2.42.0" in ray.stdout, ray.stdout + ray.stderr
+    assert host.run(f"{VENV}/bin/pip check").rc == 0
+    assert healthy(host)["versions"]["click"] == "8.5.1"
+    after = start_stamps(host)
+    assert all(after[unit] != stamps[unit] for unit in RESTARTED), (stamps, after)
+    assert after["secretflow-redis.service"] == stamps["secretflow-redis.service"]  # the broker kept its queue
+    assert host.file(f"{old}/.complete").exists  # kept for a rollback
+
+    # rollback: the scenario's own pins and bundle again; the kept venv is
+    # switched back to, nothing is installed
+    complete = host.file(f"{old}/.complete").mtime
+    run = run_site(timeout=1800)
+    assert_ok(run)
+    assert "Venv | install the pinned set" not in run.stdout
+    assert active_venv(host) == old
+    assert host.file(f"{old}/.complete").mtime == complete
+    assert installed(host, "click") == "8.2.1"
+    assert healthy(host)["versions"]["click"] == "8.2.1"
+    rolled = start_stamps(host)
+    assert all(rolled[unit] != after[unit] for unit in RESTARTED), (after, rolled)
+    # both kept (secretflow_runtime_venvs_keep: 2): rolling forward again installs nothing either
+    assert sorted(host.file(VENVS).listdir()) == sorted([old.rsplit("/", 1)[1], upgraded.rsplit("/", 1)[1]])
+
+
+def test_a_failed_install_leaves_the_running_node_untouched(host, tmp_path):
+    """A new pinned set whose wheels the source lacks (here: a wheel mirror
+    with nothing in it): pip fails on the host after the new venv was begun;
+    the active venv, the services and the worker's answers stay as they were."""
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    # a lock of its own (same closure, other content): a new venv is built
+    (locks / LOCK.name).write_text(LOCK.read_text() + "# the failed-install test's lock\n")
+    active, stamps = active_venv(host), start_stamps(host)
+    before = set(host.file(VENVS).listdir())
+    run = run_site("-e", json.dumps({
+        "secretflow_runtime_lock_dir": str(locks), "node_bundle_dir": "",
+        "secretflow_runtime_install_source": "index", "secretflow_runtime_pip_no_index": True,
+        "secretflow_runtime_pip_find_links": ["/srv/empty-wheel-mirror"]}))
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output[-3000:]
+    assert "Venv | install the pinned set" in output and "No matching distribution found" in output, output[-3000:]
+    assert active_venv(host) == active
+    assert start_stamps(host) == stamps
+    for unit in UNITS:
+        assert host.service(unit).is_running
+    assert healthy(host)["versions"]["click"] == "8.2.1"
+    begun = set(host.file(VENVS).listdir()) - before
+    assert len(begun) == 1 and not host.file(f"{VENVS}/{begun.pop()}/.complete").exists
+
+    # the next run with the good settings removes the unfinished venv and changes nothing else
+    run = run_site()
+    assert_ok(run)
+    assert set(host.file(VENVS).listdir()) == before
+    assert start_stamps(host) == stamps
