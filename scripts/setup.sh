@@ -6,7 +6,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 
-apt_packages=(podman runc netavark aardvark-dns uidmap slirp4netns iptables debootstrap patchelf
+apt_packages=(podman runc netavark aardvark-dns uidmap slirp4netns iptables debootstrap patchelf dpkg-dev
               python3 python3-venv ca-certificates make tar)
 missing=()
 for p in "${apt_packages[@]}"; do
