@@ -195,9 +195,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sfnode.status import node_status
+    from sfnode.status import node_status, parse_expect
 
-    report = node_status(_config(args))
+    try:
+        expect = parse_expect(args.expect)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    report = node_status(_config(args), expect=expect)
     _print_json(report)
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
@@ -230,6 +234,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_env(sub.add_parser("status", help="this node's units, broker, Ray head, worker, "
                                                "sockets and reach of its peers (JSON)"))
+    p.add_argument("--expect", action="append", default=[], metavar="NAME=ADDRESS:PORT",
+                   help="a socket that must listen, besides Redis and the Ray GCS (repeatable)")
     p.set_defaults(func=cmd_status)
 
     p = with_env(sub.add_parser("validate", help="validate a job spec on this node"))

@@ -20,21 +20,30 @@ from urllib.parse import urlsplit
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation, FederationError, check_node, load_federation
 
-UNITS = ("secretflow-redis.service", "secretflow-ray.service", "secretflow-worker.service")
+UNITS = {"secretflow-redis.service": "Redis", "secretflow-ray.service": "Ray head",
+         "secretflow-worker.service": "worker"}
 CONNECT_TIMEOUT_SECONDS = 2.0
+CELERY_PING_TIMEOUT_SECONDS = 10.0
+RAY_PROBE_TIMEOUT_SECONDS = 60.0
+# A port "reachable" from a peer: the peer's host answered, whether or not
+# something listens (nothing does on a slot no job uses).
+REACHABLE = ("listening", "refused")
+# Celery's Redis transport keeps a queue's priorities in separate lists.
+PRIORITY_SEPARATOR, PRIORITY_STEPS = "\x06\x16", (3, 6, 9)
 # Above this share of maxmemory the broker is close to refusing writes (noeviction).
 REDIS_MEMORY_WARN_SHARE = 0.9
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
 
 
 def port_state(host: str, port: int, timeout: float = CONNECT_TIMEOUT_SECONDS) -> str:
-    """``open`` (something listens), ``closed`` (the host refused: the path
-    works, nothing listens), or ``filtered`` (no answer: a firewall or no route)."""
+    """``listening`` (a connection opened), ``refused`` (the host answered that
+    nothing listens: the path works), ``filtered`` (no answer: a firewall
+    drops it) or ``unreachable`` (no route)."""
     try:
         with socket.create_connection((host, port), timeout=timeout):
-            return "open"
+            return "listening"
     except ConnectionRefusedError:
-        return "closed"
+        return "refused"
     except OSError as exc:
         if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
             return "unreachable"
@@ -95,14 +104,21 @@ def redis_state(config: NodeConfig) -> dict[str, Any]:
             "maxmemory_policy": memory.get("maxmemory_policy"),
             "aof_enabled": bool(persistence.get("aof_enabled")),
             "aof_last_write_status": persistence.get("aof_last_write_status"),
-            "queue_length": int(client.llen(config.celery_queue)),
+            "queue_length": sum(int(client.llen(key)) for key in queue_keys(config.celery_queue)),
         }
     except Exception as exc:  # noqa: BLE001  a probe reports, never raises
         return {"answers": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def celery_state(config: NodeConfig, timeout: float = 10.0) -> dict[str, Any]:
-    """Ping this node's worker through its broker; the round trip in ms."""
+def queue_keys(queue: str) -> list[str]:
+    return [queue] + [f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
+
+
+def celery_state(config: NodeConfig, timeout: float = CELERY_PING_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """Ping this node's worker through its broker; the round trip in ms.
+
+    Only this node's worker consumes from this broker, so the first reply
+    ends the wait (``limit=1``) and the round trip is the real one."""
     from celery import Celery
 
     client = Celery("sfnode-status", set_as_current=False)
@@ -110,7 +126,7 @@ def celery_state(config: NodeConfig, timeout: float = 10.0) -> dict[str, Any]:
                        broker_connection_retry_on_startup=False)
     started = time.monotonic()
     try:
-        replies = client.control.ping(timeout=timeout)
+        replies = client.control.ping(timeout=timeout, limit=1)
     except Exception as exc:  # noqa: BLE001
         return {"answers": False, "error": f"{type(exc).__name__}: {exc}"}
     finally:
@@ -123,11 +139,18 @@ def celery_state(config: NodeConfig, timeout: float = 10.0) -> dict[str, Any]:
     return {"answers": True, "workers": ours, "round_trip_ms": elapsed_ms}
 
 
-def ray_state(config: NodeConfig) -> dict[str, Any]:
+def ray_state(config: NodeConfig, timeout: float = RAY_PROBE_TIMEOUT_SECONDS) -> dict[str, Any]:
+    """The GCS answers a connection, then the head its resources (the health
+    task's probe, a driver that connects and leaves)."""
     from sfnode.app import probe_ray
 
-    answer = probe_ray(config, timeout=60)
-    return {"answers": answer.get("resources") is not None, **answer}
+    host, _, port = config.ray_address.rpartition(":")
+    gcs = port_state(host, int(port))
+    if gcs != "listening":
+        return {"answers": False, "gcs": gcs, "address": config.ray_address,
+                "error": f"the GCS does not answer on {config.ray_address} ({gcs})"}
+    answer = probe_ray(config, timeout=timeout)
+    return {"answers": answer.get("resources") is not None, "gcs": gcs, **answer}
 
 
 @dataclass
@@ -153,14 +176,31 @@ def redis_port(config: NodeConfig) -> int:
     return urlsplit(config.redis_url).port or 6379
 
 
-def expected_sockets(config: NodeConfig) -> dict[str, tuple[str, int]]:
-    return {"redis": ("127.0.0.1", redis_port(config)), "ray_gcs": (config.node_ip, config.ray_port)}
+def expected_sockets(config: NodeConfig,
+                     extra: dict[str, tuple[str, int]] | None = None) -> dict[str, tuple[str, int]]:
+    """What must listen: Redis and the GCS from the env file, plus what the
+    caller (playbooks/status.yml, from the inventory) adds."""
+    return {"redis": ("127.0.0.1", redis_port(config)), "ray_gcs": (config.node_ip, config.ray_port),
+            **(extra or {})}
 
 
-def socket_problems(config: NodeConfig, listening: set[tuple[str, int]]) -> list[str]:
+def parse_expect(items: Iterable[str]) -> dict[str, tuple[str, int]]:
+    """``NAME=ADDRESS:PORT`` items (``sfnode status --expect``)."""
+    expected: dict[str, tuple[str, int]] = {}
+    for item in items:
+        name, sep, where = item.partition("=")
+        address, colon, port = where.rpartition(":")
+        if not (sep and name and colon and address and port.isdigit()):
+            raise ValueError(f"--expect {item!r} is not NAME=ADDRESS:PORT (e.g. ray_gcs=10.0.0.2:61379)")
+        expected[name] = (address.strip("[]"), int(port))
+    return expected
+
+
+def socket_problems(config: NodeConfig, listening: set[tuple[str, int]],
+                    expected: dict[str, tuple[str, int]] | None = None) -> list[str]:
     problems = []
-    for name, (address, port) in expected_sockets(config).items():
-        if (address, port) not in listening and ("0.0.0.0", port) not in listening:
+    for name, (address, port) in (expected or expected_sockets(config)).items():
+        if not ({(address, port), ("0.0.0.0", port), ("::", port)} & listening):
             problems.append(f"{name}: nothing listens on {address}:{port}")
     exposed = sorted(a for a, p in listening if p == redis_port(config) and a not in ("127.0.0.1", "::1"))
     if exposed:
@@ -177,19 +217,25 @@ def reachability(config: NodeConfig, federation: Federation,
         if party.id == config.node_id:
             continue
         rayfed, spu = party.ports(0)
-        table[party.id] = {"ip": party.ip, "rayfed_port": rayfed, "spu_port": spu,
-                           "rayfed": port(party.ip, rayfed), "spu": port(party.ip, spu)}
+        row = {"ip": party.ip, "rayfed_port": rayfed, "spu_port": spu,
+               "rayfed": port(party.ip, rayfed), "spu": port(party.ip, spu)}
+        row["open"] = row["rayfed"] in REACHABLE and row["spu"] in REACHABLE
+        table[party.id] = row
     return table
 
 
 def node_status(config: NodeConfig, probes: Probes | None = None,
-                units: Iterable[str] = UNITS) -> dict[str, Any]:
+                units: dict[str, str] | None = None,
+                expect: dict[str, tuple[str, int]] | None = None) -> dict[str, Any]:
+    """This node's report: every probe's answer and ``problems``, each a
+    sentence naming the service; ``ok`` when there are none."""
     probes = probes or Probes()
+    units = UNITS if units is None else units
     problems: list[str] = []
-    unit_states = {unit: probes.unit(unit) for unit in units}
+    unit_states = {unit: {"what": what, **probes.unit(unit)} for unit, what in units.items()}
     for unit, state in unit_states.items():
         if state["active"] != "active":
-            problems.append(f"{unit} is {state['active']} ({state['sub']})")
+            problems.append(f"{state['what']} ({unit}) is {state['active']} ({state['sub']})")
 
     redis = probes.redis(config)
     if not redis.get("answers"):
@@ -206,13 +252,17 @@ def node_status(config: NodeConfig, probes: Probes | None = None,
 
     ray = probes.ray(config)
     if not ray.get("answers"):
-        problems.append(f"ray head at {config.ray_address}: {ray.get('error') or 'no resources'}")
-    celery = probes.celery(config)
-    if not celery.get("answers"):
-        problems.append(f"worker: {celery.get('error')}")
+        problems.append(f"Ray head at {config.ray_address}: {ray.get('error') or 'no resources'}")
+    if redis.get("answers"):
+        celery = probes.celery(config)
+        if not celery.get("answers"):
+            problems.append(f"worker: {celery.get('error')}")
+    else:
+        celery = {"answers": False, "error": "not asked: its broker does not answer"}
 
     listening = probes.listening()
-    problems.extend(socket_problems(config, listening))
+    expected = expected_sockets(config, expect)
+    problems.extend(socket_problems(config, listening, expected))
 
     try:
         federation = load_federation(config.federation_file)
@@ -223,7 +273,7 @@ def node_status(config: NodeConfig, probes: Probes | None = None,
         reach = {}
     for peer, row in reach.items():
         for kind in ("rayfed", "spu"):
-            if row[kind] not in ("open", "closed"):
+            if row[kind] not in REACHABLE:
                 problems.append(f"{kind} port {row[f'{kind}_port']} of {peer} ({row['ip']}): {row[kind]} "
                                 f"from {config.node_id}")
 
@@ -236,7 +286,9 @@ def node_status(config: NodeConfig, probes: Probes | None = None,
         "redis": redis,
         "ray": ray,
         "celery": celery,
-        "sockets": {"expected": {k: f"{a}:{p}" for k, (a, p) in expected_sockets(config).items()},
+        "sockets": {"expected": {k: f"{a}:{p}" for k, (a, p) in expected.items()},
+                    "listens": {k: bool({(a, p), ("0.0.0.0", p), ("::", p)} & listening)
+                                for k, (a, p) in expected.items()},
                     "listening": sorted(f"{a}:{p}" for a, p in listening)},
         "reachability": reach,
         "problems": problems,
