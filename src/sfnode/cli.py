@@ -194,6 +194,18 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return EXIT_OK if ok else EXIT_FAILED
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from sfnode.status import node_status, parse_expect
+
+    try:
+        expect = parse_expect(args.expect)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from exc
+    report = node_status(_config(args), expect=expect)
+    _print_json(report)
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfnode", description="SecretFlow federation node")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -219,6 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"seconds to wait for results (default: deadline + "
                         f"{RESULT_MARGIN_SECONDS})")
     p.set_defaults(func=cmd_submit)
+
+    p = with_env(sub.add_parser("status", help="this node's units, broker, Ray head, worker, "
+                                               "sockets and reach of its peers (JSON)"))
+    p.add_argument("--expect", action="append", default=[], metavar="NAME=ADDRESS:PORT",
+                   help="a socket that must listen, besides Redis and the Ray GCS (repeatable)")
+    p.set_defaults(func=cmd_status)
 
     p = with_env(sub.add_parser("validate", help="validate a job spec on this node"))
     p.add_argument("spec", type=Path)

@@ -1,0 +1,122 @@
+"""The node status verdict, with stand-in probes (no Redis, Ray or systemd)."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sfnode.config import NodeConfig
+from sfnode.status import Probes, listening_sockets, node_status, parse_expect, port_state
+
+HEALTHY_SOCKETS = {("127.0.0.1", 60379), ("10.89.0.2", 61379)}
+
+
+def probes(**overrides: Any) -> Probes:
+    base: dict[str, Any] = {
+        "unit": lambda unit: {"active": "active", "sub": "running", "uptime_seconds": 42},
+        "redis": lambda cfg: {"answers": True, "used_memory": 10, "maxmemory": 100,
+                              "aof_enabled": True, "aof_last_write_status": "ok", "queue_length": 0},
+        "celery": lambda cfg: {"answers": True, "workers": ["alice@node"], "round_trip_ms": 12},
+        "ray": lambda cfg: {"answers": True, "resources": {"CPU": 2.0}},
+        "listening": lambda: set(HEALTHY_SOCKETS),
+        "port": lambda ip, port: "refused",
+        "versions": lambda: {"python": "3.10.16"},
+    }
+    base.update(overrides)
+    return Probes(**base)
+
+
+def test_a_healthy_node_reports_ok_with_every_peer_in_the_matrix(config: NodeConfig) -> None:
+    report = node_status(config, probes())
+    assert report["ok"] is True, report["problems"]
+    assert report["problems"] == []
+    assert set(report["reachability"]) == {"bob", "carol"}
+    assert report["reachability"]["carol"] == {"ip": "10.89.0.4", "rayfed_port": 30000, "spu_port": 31000,
+                                               "rayfed": "refused", "spu": "refused", "open": True}
+    assert report["units"]["secretflow-ray.service"]["what"] == "Ray head"
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    ({"unit": lambda u: {"active": "inactive", "sub": "dead", "uptime_seconds": None}
+      if u == "secretflow-ray.service" else {"active": "active", "sub": "running", "uptime_seconds": 1}},
+     "Ray head (secretflow-ray.service) is inactive (dead)"),
+    ({"redis": lambda cfg: {"answers": False, "error": "AuthenticationError: invalid password"}},
+     "redis: no answer with the password: AuthenticationError"),
+    ({"redis": lambda cfg: {"answers": True, "used_memory": 95, "maxmemory": 100, "aof_enabled": True,
+                            "aof_last_write_status": "ok", "queue_length": 3}},
+     "redis: 95 of 100 bytes used"),
+    ({"redis": lambda cfg: {"answers": True, "used_memory": 1, "maxmemory": 100, "aof_enabled": False}},
+     "append-only file is off"),
+    ({"ray": lambda cfg: {"answers": False, "error": "no answer from the Ray head"}},
+     "Ray head at 10.89.0.2:61379: no answer"),
+    ({"celery": lambda cfg: {"answers": False, "error": "no worker named alice@... answered"}},
+     "worker: no worker named alice@"),
+    ({"listening": lambda: {("10.89.0.2", 61379)}}, "redis: nothing listens on 127.0.0.1:60379"),
+    ({"listening": lambda: HEALTHY_SOCKETS | {("0.0.0.0", 60379)}}, "redis: listens on 0.0.0.0:60379"),
+    ({"port": lambda ip, port: "filtered" if ip == "10.89.0.3" and port == 21000 else "refused"},
+     "spu port 21000 of bob (10.89.0.3): filtered from alice"),
+])
+def test_each_fault_is_named(config: NodeConfig, overrides: dict, expected: str) -> None:
+    report = node_status(config, probes(**overrides))
+    assert report["ok"] is False
+    assert any(expected in p for p in report["problems"]), report["problems"]
+
+
+def test_a_filtered_port_closes_the_pair(config: NodeConfig) -> None:
+    report = node_status(config, probes(port=lambda ip, port: "filtered" if port == 21000 else "listening"))
+    assert report["reachability"]["bob"]["open"] is False
+    assert report["reachability"]["carol"]["open"] is True
+
+
+def test_the_worker_is_not_pinged_when_its_broker_is_down(config: NodeConfig) -> None:
+    pinged = []
+    report = node_status(config, probes(redis=lambda cfg: {"answers": False, "error": "ConnectionError: refused"},
+                                        celery=lambda cfg: pinged.append(1) or {"answers": True}))
+    assert not pinged
+    assert report["celery"]["answers"] is False
+    assert report["ok"] is False
+
+
+def test_expected_sockets_from_the_inventory_are_checked(config: NodeConfig) -> None:
+    expect = parse_expect(["node_manager=10.89.0.2:61385"])
+    assert expect == {"node_manager": ("10.89.0.2", 61385)}
+    report = node_status(config, probes(), expect=expect)
+    assert "node_manager: nothing listens on 10.89.0.2:61385" in report["problems"]
+    listening = HEALTHY_SOCKETS | {("0.0.0.0", 61385)}
+    assert node_status(config, probes(listening=lambda: listening), expect=expect)["ok"] is True
+
+
+@pytest.mark.parametrize("item", ["node_manager", "x=10.0.0.1", "=10.0.0.1:5", "x=10.0.0.1:port"])
+def test_a_malformed_expectation_is_refused(item: str) -> None:
+    with pytest.raises(ValueError, match="NAME=ADDRESS:PORT"):
+        parse_expect([item])
+
+
+def test_a_federation_file_without_this_node_is_a_problem(config: NodeConfig, tmp_path: Path) -> None:
+    config.federation_file.write_text('{"version": 1, "parties": []}')
+    report = node_status(config, probes())
+    assert report["ok"] is False and report["problems"], report
+
+
+def test_port_state_tells_listening_from_refused() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert port_state("127.0.0.1", listener.getsockname()[1]) == "listening"
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    assert port_state("127.0.0.1", port) == "refused"
+
+
+def test_listening_sockets_reads_proc_net(tmp_path: Path) -> None:
+    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
+    (tmp_path / "tcp").write_text(
+        header
+        + "   0: 0100007F:EBBB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   101 0 1\n"
+        + "   1: 0200590A:EFBB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999 0 2\n"
+        + "   2: 0200590A:EFBB 0300590A:9C40 01 00000000:00000000 00:00000000 00000000   999 0 3\n")
+    (tmp_path / "tcp6").write_text(header)
+    assert listening_sockets(tmp_path) == {("127.0.0.1", 60347), ("10.89.0.2", 61371)}
