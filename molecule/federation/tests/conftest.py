@@ -48,14 +48,16 @@ class Jobs:
     def carol_leaves(self) -> None:
         self.inventories = self.inventories[:1]
 
-    def playbook(self, name: str, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        """ansible-playbook NAME (site.yml, or playbooks/NAME) with the scenario's extra-vars."""
+    def playbook(self, name: str, *args: str, timeout: float = 1800,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        """ansible-playbook NAME (site.yml, or playbooks/NAME) with the scenario's extra-vars
+        (``env``: more environment, e.g. another stdout callback)."""
         path = ROOT / name if name == "site.yml" else ROOT / "playbooks" / name
         standin = Path(os.environ.get("SFF_CACHE", Path.home() / ".cache/secretflow-federation"))
         return subprocess.run(
             ["ansible-playbook", *self.inventory_args(), str(path),
              "-e", f"@{standin / 'python' / 'standin-vars.yml'}", *args],
-            cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=playbook_env())
+            cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**playbook_env(), **(env or {})})
 
     def start(self, spec: dict) -> subprocess.Popen:
         path = self.workdir / f"{spec.get('job_id', 'spec')}-{uuid.uuid4().hex[:4]}.json"
