@@ -15,14 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import SplitResult, urlsplit
 
+from sfnode.problems import MISSING, Problems, ProblemsError, Style
+
 DEFAULT_ENV_FILE = "/etc/secretflow/node.env"
 
-NODE_ID_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+# A party id: also a Ray/rayfed party name and a Celery worker name prefix.
+NODE_ID_PATTERN = "[a-z][a-z0-9_-]{0,31}"
+NODE_ID_RE = re.compile(NODE_ID_PATTERN)
 APP_ENVS = ("production", "development")
 REDIS_SCHEMES = ("redis", "rediss")
 # Party port ranges must stay out of the privileged ports.
 PORT_MIN, PORT_MAX = 1024, 65535
 MAX_DEADLINE_SECONDS = 86400
+MAX_WORKER_CONCURRENCY = 1024
+QUEUE_PATTERN = "[A-Za-z0-9_.-]{1,64}"
+PATH_KEYS = ("FEDERATION_FILE", "DATA_DIR", "JOB_DIR")
 
 REQUIRED_KEYS = (
     "NODE_ID",
@@ -45,18 +52,8 @@ DEFAULTS = {
 }
 KEYS = REQUIRED_KEYS + tuple(DEFAULTS)
 
-
-class ProblemsError(ValueError):
-    """One or more problems in one input, all reported together."""
-
-    what = "input"
-    default_source = "input"
-
-    def __init__(self, problems: list[str], source: str | None = None) -> None:
-        self.problems = list(problems)
-        self.source = source or self.default_source
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"invalid {self.what} ({self.source}):\n{lines}")
+# How the env file's problems read: ``RAY_PORT='80' is not valid; ...``.
+ENV_STYLE = Style(with_value="{field}={value} {reason}", without_value="{field} {reason}")
 
 
 class ConfigError(ProblemsError):
@@ -90,6 +87,11 @@ class PortRange:
 
     def __str__(self) -> str:
         return f"{self.start}-{self.end}"
+
+
+def port_slots(rayfed_ports: PortRange, spu_ports: PortRange) -> int:
+    """How many jobs a party can take part in at once: each holds one port of each range."""
+    return min(len(rayfed_ports), len(spu_ports))
 
 
 def redact_url(url: str) -> str:
@@ -129,31 +131,134 @@ def parse_port_range(text: str) -> PortRange:
     return PortRange(start, end)
 
 
-def _check_redis_url(key: str, value: str, app_env: str) -> list[str]:
-    shown = redact_url(value)
+class _EnvReader:
+    """Reads the env file's keys one at a time, each into its type.
+
+    A key that cannot be read adds its problem and reads as an empty value
+    (0, "", None), so the other keys are still checked; the caller raises.
+    """
+
+    def __init__(self, env: Mapping[str, str], problems: Problems) -> None:
+        self.values = {**DEFAULTS, **{k: env[k] for k in KEYS if k in env}}
+        self.problems = problems
+        for key in REQUIRED_KEYS:
+            if not self.text(key).strip():
+                problems.add(key, MISSING, "is missing or empty; it is required "
+                             "(see docs/interfaces.md)", "a value")
+
+    def text(self, key: str) -> str:
+        return self.values.get(key, "")
+
+    def node_id(self, key: str) -> str:
+        text = self.text(key)
+        if text and not NODE_ID_RE.fullmatch(text):
+            self.problems.add(key, text, f"is not a valid party id; expected {NODE_ID_PATTERN}",
+                              NODE_ID_PATTERN)
+        return text
+
+    def ip_address(self, key: str) -> str:
+        text = self.text(key)
+        if not text:
+            return text
+        try:
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            self.problems.add(key, text, "is not an IP address; expected e.g. 10.89.0.2",
+                              "an IP address")
+            return text
+
+    def choice(self, key: str, choices: tuple[str, ...]) -> str:
+        text = self.text(key)
+        if text not in choices:
+            self.problems.add(key, text, f"is not valid; expected one of {', '.join(choices)}",
+                              ", ".join(choices))
+        return text
+
+    def matching(self, key: str, pattern: str) -> str:
+        text = self.text(key)
+        if not re.fullmatch(pattern, text):
+            self.problems.add(key, text, f"is not valid; expected {pattern}", pattern)
+        return text
+
+    def integer(self, key: str, low: int, high: int) -> int:
+        text = self.text(key)
+        if not text:
+            return 0
+        try:
+            number: int | None = int(text)
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:
+            self.problems.add(key, text, f"is not valid; expected an integer in {low}..{high}",
+                              f"an integer in {low}..{high}")
+            return 0
+        return number
+
+    def port_range(self, key: str) -> PortRange | None:
+        text = self.text(key)
+        if not text:
+            return None
+        try:
+            return parse_port_range(text)
+        except ValueError as exc:
+            valid = f"'START-END' with {PORT_MIN} <= START <= END <= {PORT_MAX}"
+            self.problems.add(key, text, f"{exc}; expected {valid}", valid)
+            return None
+
+    def absolute_path(self, key: str) -> Path:
+        text = self.text(key)
+        if text and not os.path.isabs(text):
+            self.problems.add(key, text, "is a relative path; expected an absolute path",
+                              "an absolute path")
+        return Path(text)
+
+    def redis_url(self, key: str, app_env: str) -> str:
+        text = self.text(key)
+        if text:
+            _check_redis_url(key, text, app_env, self.problems)
+        return text
+
+
+def _check_redis_url(key: str, value: str, app_env: str, problems: Problems) -> None:
+    shown = redact_url(value)  # the password never enters a message
     valid = "redis://[:PASSWORD@]HOST:PORT[/DB] (or rediss://)"
     try:
         parts: SplitResult = urlsplit(value)
         port = parts.port
     except ValueError as exc:
-        return [f"{key}={shown!r} cannot be parsed as a URL ({exc}); expected {valid}"]
-    problems = []
+        problems.add(key, shown, f"cannot be parsed as a URL ({exc}); expected {valid}", valid)
+        return
     if parts.scheme not in REDIS_SCHEMES:
-        problems.append(f"{key}={shown!r} has scheme {parts.scheme!r}; expected {valid}")
+        problems.add(key, shown, f"has scheme {parts.scheme!r}; expected {valid}", valid)
     host = parts.hostname
     if not host:
-        problems.append(f"{key}={shown!r} has no host; expected {valid}")
+        problems.add(key, shown, f"has no host; expected {valid}", valid)
     if port is None:
-        problems.append(f"{key}={shown!r} has no port; expected {valid}")
+        problems.add(key, shown, f"has no port; expected {valid}", valid)
     db = parts.path.lstrip("/")
     if db and not db.isdigit():
-        problems.append(f"{key}={shown!r} has database {db!r}; expected a number such as /0")
+        problems.add(key, shown, f"has database {db!r}; expected a number such as /0",
+                     "a database number")
     if host and app_env == "production" and not is_loopback_host(host):
-        problems.append(
-            f"{key}={shown!r} points at host {host!r}; with APP_ENV=production the broker "
-            "must be on this node's loopback (127.0.0.1, ::1 or localhost)"
-        )
-    return problems
+        problems.add(key, shown, f"points at host {host!r}; with APP_ENV=production the broker "
+                     "must be on this node's loopback (127.0.0.1, ::1 or localhost)",
+                     "a loopback host")
+
+
+def _check_port_plan(rayfed: PortRange, spu: PortRange, ray_port: int, concurrency: int,
+                     problems: Problems) -> None:
+    """The keys that must agree with each other: the two ranges, RAY_PORT, the concurrency."""
+    if rayfed.overlaps(spu):
+        problems.add("RAYFED_PORTS", str(rayfed), f"overlaps SPU_PORTS={str(spu)!r}; expected "
+                     "two disjoint ranges (each job binds one port of each)", "disjoint ranges")
+    for key, rng in (("RAYFED_PORTS", rayfed), ("SPU_PORTS", spu)):
+        if ray_port in rng:
+            problems.add("RAY_PORT", ray_port, f"lies inside {key}={str(rng)!r}; expected a port "
+                         "outside both party port ranges", "a port outside both ranges")
+    slots = port_slots(rayfed, spu)
+    if concurrency > slots:
+        problems.add("WORKER_CONCURRENCY", concurrency, f"exceeds the {slots} port slots of "
+                     f"RAYFED_PORTS/SPU_PORTS; expected at most {slots}", f"at most {slots}")
 
 
 @dataclass(frozen=True)
@@ -180,127 +285,32 @@ class NodeConfig:
     @property
     def slots(self) -> int:
         """How many jobs can run at once: one rayfed and one SPU port each."""
-        return min(len(self.rayfed_ports), len(self.spu_ports))
+        return port_slots(self.rayfed_ports, self.spu_ports)
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str], source: str = "environment") -> NodeConfig:
-        values = {**DEFAULTS, **{k: env[k] for k in KEYS if k in env}}
-        problems: list[str] = []
-
-        def missing(key: str) -> bool:
-            if not values.get(key, "").strip():
-                problems.append(
-                    f"{key} is missing or empty; it is required (see docs/interfaces.md)"
-                )
-                return True
-            return False
-
-        for key in REQUIRED_KEYS:
-            missing(key)
-
-        node_id = values.get("NODE_ID", "")
-        if node_id and not NODE_ID_RE.fullmatch(node_id):
-            problems.append(
-                f"NODE_ID={node_id!r} is not a valid party id; expected [a-z][a-z0-9_-]{{0,31}}"
-            )
-
-        node_ip = values.get("NODE_IP", "")
-        if node_ip:
-            try:
-                node_ip = str(ipaddress.ip_address(node_ip))
-            except ValueError:
-                problems.append(
-                    f"NODE_IP={node_ip!r} is not an IP address; expected e.g. 10.89.0.2"
-                )
-
-        app_env = values["APP_ENV"]
-        if app_env not in APP_ENVS:
-            problems.append(
-                f"APP_ENV={app_env!r} is not valid; expected one of {', '.join(APP_ENVS)}"
-            )
-
-        for key in ("REDIS_URL", "RESULT_BACKEND_URL"):
-            if values.get(key):
-                problems.extend(_check_redis_url(key, values[key], app_env))
-
-        def int_value(key: str, low: int, high: int) -> int:
-            text = values.get(key, "")
-            if not text:
-                return 0
-            try:
-                number = int(text)
-            except ValueError:
-                number = None
-            if number is None or not low <= number <= high:
-                problems.append(
-                    f"{key}={text!r} is not valid; expected an integer in {low}..{high}"
-                )
-                return 0
-            return number
-
-        ray_port = int_value("RAY_PORT", 1, PORT_MAX)
-        deadline = int_value("JOB_DEADLINE_SECONDS", 1, MAX_DEADLINE_SECONDS)
-        concurrency = int_value("WORKER_CONCURRENCY", 1, 1024)
-
-        ranges: dict[str, PortRange] = {}
-        for key in ("RAYFED_PORTS", "SPU_PORTS"):
-            text = values.get(key, "")
-            if not text:
-                continue
-            try:
-                ranges[key] = parse_port_range(text)
-            except ValueError as exc:
-                problems.append(
-                    f"{key}={text!r} {exc}; expected 'START-END' with "
-                    f"{PORT_MIN} <= START <= END <= {PORT_MAX}"
-                )
-        if len(ranges) == 2:
-            rayfed, spu = ranges["RAYFED_PORTS"], ranges["SPU_PORTS"]
-            if rayfed.overlaps(spu):
-                problems.append(
-                    f"RAYFED_PORTS={str(rayfed)!r} overlaps SPU_PORTS={str(spu)!r}; "
-                    "expected two disjoint ranges (each job binds one port of each)"
-                )
-            for key, rng in ranges.items():
-                if ray_port in rng:
-                    problems.append(
-                        f"RAY_PORT={ray_port} lies inside {key}={str(rng)!r}; expected a port "
-                        "outside both party port ranges"
-                    )
-            slots = min(len(rayfed), len(spu))
-            if concurrency > slots:
-                problems.append(
-                    f"WORKER_CONCURRENCY={concurrency} exceeds the {slots} port slots of "
-                    f"RAYFED_PORTS/SPU_PORTS; expected at most {slots}"
-                )
-
-        queue = values["CELERY_QUEUE"]
-        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", queue):
-            problems.append(f"CELERY_QUEUE={queue!r} is not valid; expected [A-Za-z0-9_.-]{{1,64}}")
-
-        for key in ("FEDERATION_FILE", "DATA_DIR", "JOB_DIR"):
-            text = values.get(key, "")
-            if text and not os.path.isabs(text):
-                problems.append(f"{key}={text!r} is a relative path; expected an absolute path")
-
-        if problems:
-            raise ConfigError(problems, source)
-        return cls(
-            node_id=node_id,
-            node_ip=node_ip,
-            app_env=app_env,
-            redis_url=values["REDIS_URL"],
-            result_backend_url=values["RESULT_BACKEND_URL"],
-            ray_port=ray_port,
-            rayfed_ports=ranges["RAYFED_PORTS"],
-            spu_ports=ranges["SPU_PORTS"],
-            federation_file=Path(values["FEDERATION_FILE"]),
-            data_dir=Path(values["DATA_DIR"]),
-            job_dir=Path(values["JOB_DIR"]),
-            job_deadline_seconds=deadline,
-            celery_queue=queue,
-            worker_concurrency=concurrency,
-        )
+        problems = Problems(ENV_STYLE)
+        keys = _EnvReader(env, problems)
+        node_id, node_ip = keys.node_id("NODE_ID"), keys.ip_address("NODE_IP")
+        app_env = keys.choice("APP_ENV", APP_ENVS)
+        redis_url = keys.redis_url("REDIS_URL", app_env)
+        result_backend_url = keys.redis_url("RESULT_BACKEND_URL", app_env)
+        ray_port = keys.integer("RAY_PORT", 1, PORT_MAX)
+        deadline = keys.integer("JOB_DEADLINE_SECONDS", 1, MAX_DEADLINE_SECONDS)
+        concurrency = keys.integer("WORKER_CONCURRENCY", 1, MAX_WORKER_CONCURRENCY)
+        rayfed_ports, spu_ports = keys.port_range("RAYFED_PORTS"), keys.port_range("SPU_PORTS")
+        if rayfed_ports and spu_ports:
+            _check_port_plan(rayfed_ports, spu_ports, ray_port, concurrency, problems)
+        celery_queue = keys.matching("CELERY_QUEUE", QUEUE_PATTERN)
+        federation_file, data_dir, job_dir = (keys.absolute_path(k) for k in PATH_KEYS)
+        problems.raise_if_any(lambda found: ConfigError(found, source))
+        assert rayfed_ports and spu_ports  # a missing or bad range is a problem raised above
+        return cls(node_id=node_id, node_ip=node_ip, app_env=app_env, redis_url=redis_url,
+                   result_backend_url=result_backend_url, ray_port=ray_port,
+                   rayfed_ports=rayfed_ports, spu_ports=spu_ports,
+                   federation_file=federation_file, data_dir=data_dir, job_dir=job_dir,
+                   job_deadline_seconds=deadline, celery_queue=celery_queue,
+                   worker_concurrency=concurrency)
 
     @classmethod
     def from_env_file(cls, path: str | os.PathLike[str]) -> NodeConfig:
@@ -326,14 +336,24 @@ class NodeConfig:
         }
 
 
+def child_environment(config: NodeConfig) -> dict[str, str]:
+    """The environment of a process this node starts (a job's runner, the Ray probe)."""
+    # RAY_ADDRESS would override the address given to ray.init.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env.update(config.to_env())
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
     """Parse ``KEY=VALUE`` lines (no quoting, no ``export``); blanks and ``#`` lines are skipped."""
+    source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([f"cannot read env file: {exc.strerror or exc}"], str(path)) from exc
+        raise ConfigError([f"cannot read env file: {exc.strerror or exc}"], source) from exc
     values: dict[str, str] = {}
-    problems = []
+    problems = Problems(ENV_STYLE)
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
@@ -341,11 +361,10 @@ def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
-            problems.append(f"line {number} {raw!r} is not KEY=VALUE")
+            problems.add(f"line {number}", MISSING, f"{raw!r} is not KEY=VALUE", "KEY=VALUE")
             continue
         values[key] = value.strip()
-    if problems:
-        raise ConfigError(problems, str(path))
+    problems.raise_if_any(lambda found: ConfigError(found, source))
     return values
 
 

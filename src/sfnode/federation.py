@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN, NodeConfig, PortRange, ProblemsError
+from sfnode.config import (ENV_STYLE, NODE_ID_PATTERN, NODE_ID_RE, PORT_MAX, PORT_MIN,
+                           NodeConfig, PortRange, port_slots)
+from sfnode.problems import MISSING, Problems, ProblemsError, Style, is_int
 
 FEDERATION_VERSION = 1
+# How the federation file's problems read: ``parties[1].ip: '10.89.0' is not valid; ...``.
+FILE_STYLE = Style(with_value="{field}: {value} {reason}", without_value="{field}: {reason}")
 
 
 class FederationError(ProblemsError):
@@ -37,7 +41,7 @@ class Party:
     @property
     def slots(self) -> int:
         """Number of port slots: concurrent jobs this party can take part in."""
-        return min(len(self.rayfed_ports), len(self.spu_ports))
+        return port_slots(self.rayfed_ports, self.spu_ports)
 
     def rayfed_port(self, slot: int) -> int:
         return self.rayfed_ports.port(slot)
@@ -98,66 +102,67 @@ class Federation:
         return {"version": self.version, "parties": [p.to_dict() for p in self.parties]}
 
 
-def _parse_range(where: str, key: str, value: Any, problems: list[str]) -> PortRange | None:
+def _parse_range(where: str, key: str, value: Any, problems: Problems) -> PortRange | None:
     valid = f"[START, END] with {PORT_MIN} <= START <= END <= {PORT_MAX}"
-    if (
-        not isinstance(value, list)
-        or len(value) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    ):
-        problems.append(f"{where}.{key}: {value!r} is not valid; expected {valid}")
+    if (isinstance(value, list) and len(value) == 2 and all(is_int(v) for v in value)
+            and PORT_MIN <= value[0] <= value[1] <= PORT_MAX):
+        return PortRange(value[0], value[1])
+    problems.add(f"{where}.{key}", value, f"is not valid; expected {valid}", valid)
+    return None
+
+
+def _parse_party(where: str, raw: Any, seen: set[str], problems: Problems) -> Party | None:
+    if not isinstance(raw, dict):
+        problems.add(where, raw, "is not valid; expected an object", "an object")
         return None
-    start, end = value
-    if not (PORT_MIN <= start <= end <= PORT_MAX):
-        problems.append(f"{where}.{key}: {value!r} is not valid; expected {valid}")
-        return None
-    return PortRange(start, end)
+    pid = raw.get("id")
+    if not isinstance(pid, str) or not NODE_ID_RE.fullmatch(pid):
+        problems.add(f"{where}.id", pid, f"is not valid; expected {NODE_ID_PATTERN}",
+                     NODE_ID_PATTERN)
+        pid = None
+    elif pid in seen:
+        problems.add(f"{where}.id", pid, "appears twice; expected unique party ids",
+                     "a unique party id")
+    else:
+        seen.add(pid)
+    ip = raw.get("ip")
+    try:
+        ip = str(ipaddress.ip_address(ip)) if isinstance(ip, str) else None
+    except ValueError:
+        ip = None
+    if ip is None:
+        problems.add(f"{where}.ip", raw.get("ip"), "is not valid; expected an IP address",
+                     "an IP address")
+    rayfed = _parse_range(where, "rayfed_ports", raw.get("rayfed_ports"), problems)
+    spu = _parse_range(where, "spu_ports", raw.get("spu_ports"), problems)
+    if rayfed and spu and rayfed.overlaps(spu):
+        problems.add(where, MISSING, f"rayfed_ports {rayfed} overlaps spu_ports {spu}; "
+                     "expected disjoint ranges", "disjoint ranges")
+    if pid and ip and rayfed and spu:
+        return Party(pid, ip, rayfed, spu)
+    return None
 
 
 def parse_federation(data: Any, source: str = "federation") -> Federation:
-    problems: list[str] = []
+    problems = Problems(FILE_STYLE)
     if not isinstance(data, dict):
-        raise FederationError([f"top level is {type(data).__name__}; expected an object"], source)
+        problems.add("", data, f"top level is {type(data).__name__}; expected an object",
+                     "an object")
+        problems.raise_if_any(lambda found: FederationError(found, source))
     version = data.get("version")
     if version != FEDERATION_VERSION:
-        problems.append(f"version: {version!r} is not supported; expected {FEDERATION_VERSION}")
+        problems.add("version", version, f"is not supported; expected {FEDERATION_VERSION}",
+                     str(FEDERATION_VERSION))
     raw_parties = data.get("parties")
     if not isinstance(raw_parties, list) or not raw_parties:
-        problems.append(f"parties: {raw_parties!r} is not valid; expected a non-empty list")
+        problems.add("parties", raw_parties, "is not valid; expected a non-empty list",
+                     "a non-empty list")
         raw_parties = []
-    parties: list[Party] = []
     seen: set[str] = set()
-    for index, raw in enumerate(raw_parties):
-        where = f"parties[{index}]"
-        if not isinstance(raw, dict):
-            problems.append(f"{where}: {raw!r} is not valid; expected an object")
-            continue
-        pid = raw.get("id")
-        if not isinstance(pid, str) or not NODE_ID_RE.fullmatch(pid):
-            problems.append(f"{where}.id: {pid!r} is not valid; expected [a-z][a-z0-9_-]{{0,31}}")
-            pid = None
-        elif pid in seen:
-            problems.append(f"{where}.id: {pid!r} appears twice; expected unique party ids")
-        else:
-            seen.add(pid)
-        ip = raw.get("ip")
-        try:
-            ip = str(ipaddress.ip_address(ip)) if isinstance(ip, str) else None
-        except ValueError:
-            ip = None
-        if ip is None:
-            problems.append(f"{where}.ip: {raw.get('ip')!r} is not valid; expected an IP address")
-        rayfed = _parse_range(where, "rayfed_ports", raw.get("rayfed_ports"), problems)
-        spu = _parse_range(where, "spu_ports", raw.get("spu_ports"), problems)
-        if rayfed and spu and rayfed.overlaps(spu):
-            problems.append(
-                f"{where}: rayfed_ports {rayfed} overlaps spu_ports {spu}; expected disjoint ranges"
-            )
-        if pid and ip and rayfed and spu:
-            parties.append(Party(pid, ip, rayfed, spu))
-    if problems:
-        raise FederationError(problems, source)
-    return Federation(tuple(parties), version)
+    parsed = [_parse_party(f"parties[{i}]", raw, seen, problems)
+              for i, raw in enumerate(raw_parties)]
+    problems.raise_if_any(lambda found: FederationError(found, source))
+    return Federation(tuple(p for p in parsed if p is not None), version)
 
 
 def load_federation(path: str | os.PathLike[str]) -> Federation:
@@ -172,26 +177,19 @@ def load_federation(path: str | os.PathLike[str]) -> Federation:
 
 def check_node(config: NodeConfig, federation: Federation) -> list[str]:
     """Disagreements between this node's env file and its entry in the federation file."""
+    problems = Problems(ENV_STYLE)
     me = federation.get(config.node_id)
     source = str(config.federation_file)
     if me is None:
-        return [
-            f"NODE_ID={config.node_id!r} is not a party of {source}; "
-            f"expected one of {', '.join(federation.ids)}"
-        ]
-    problems = []
+        problems.add("NODE_ID", config.node_id, f"is not a party of {source}; expected one of "
+                     f"{', '.join(federation.ids)}", ", ".join(federation.ids))
+        return problems.messages
     if me.ip != config.node_ip:
-        problems.append(
-            f"NODE_IP={config.node_ip!r} differs from {source} ({me.ip!r} for party {me.id})"
-        )
-    if me.rayfed_ports != config.rayfed_ports:
-        problems.append(
-            f"RAYFED_PORTS={str(config.rayfed_ports)!r} differs from {source} "
-            f"({me.rayfed_ports} for party {me.id})"
-        )
-    if me.spu_ports != config.spu_ports:
-        problems.append(
-            f"SPU_PORTS={str(config.spu_ports)!r} differs from {source} "
-            f"({me.spu_ports} for party {me.id})"
-        )
-    return problems
+        problems.add("NODE_IP", config.node_ip, f"differs from {source} ({me.ip!r} for party "
+                     f"{me.id})", me.ip)
+    for key, mine, theirs in (("RAYFED_PORTS", config.rayfed_ports, me.rayfed_ports),
+                              ("SPU_PORTS", config.spu_ports, me.spu_ports)):
+        if mine != theirs:
+            problems.add(key, str(mine), f"differs from {source} ({theirs} for party {me.id})",
+                         str(theirs))
+    return problems.messages

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sfnode.config import MAX_DEADLINE_SECONDS, NODE_ID_RE, NodeConfig
+from sfnode.config import MAX_DEADLINE_SECONDS, NODE_ID_PATTERN, NODE_ID_RE, NodeConfig
 from sfnode.federation import Federation, check_node
+from sfnode.problems import MISSING, Problem, Problems, Style, is_int
 
 KINDS = ("ping", "spu_sum", "psi")
-JOB_ID_RE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+JOB_ID_PATTERN = "[a-z0-9][a-z0-9-]{0,62}"
+JOB_ID_RE = re.compile(JOB_ID_PATTERN)
 TOP_LEVEL_KEYS = ("job_id", "kind", "slot", "deadline_seconds", "parties", "params")
 PARTY_KEYS = ("id", "ip", "rayfed_port", "spu_port")
 
@@ -34,23 +36,9 @@ PSI_OUTPUT_NAME = "psi_output.csv"
 SPU_SUM_LIMIT = 2**31 - 1
 MAX_PSI_KEYS = 16
 
-_MISSING: Any = object()
-
-
-@dataclass(frozen=True)
-class Problem:
-    field: str
-    value: Any
-    expected: str
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "field": self.field,
-            "value": None if self.value is _MISSING else self.value,
-            "expected": self.expected,
-            "message": self.message,
-        }
+# How a job spec's problems read: ``job spec field slot: 5 does not fit ...``.
+SPEC_STYLE = Style(with_value="job spec field {field}: {value} {reason}",
+                   without_value="job spec field {field}: {reason}", missing="missing", limit=120)
 
 
 class SpecError(ValueError):
@@ -62,7 +50,7 @@ class SpecError(ValueError):
         self.problems = list(problems)
         first = self.problems[0]
         self.field = first.field
-        self.value = None if first.value is _MISSING else first.value
+        self.value = None if first.value is MISSING else first.value
         self.expected = first.expected
         if len(self.problems) == 1:
             text = first.message
@@ -73,27 +61,6 @@ class SpecError(ValueError):
 
     def to_dicts(self) -> list[dict[str, Any]]:
         return [p.to_dict() for p in self.problems]
-
-
-def _show(value: Any) -> str:
-    if value is _MISSING:
-        return "missing"
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
-
-
-class _Problems:
-    def __init__(self) -> None:
-        self.items: list[Problem] = []
-
-    def add(self, field_: str, value: Any, reason: str, expected: str) -> None:
-        """``reason`` completes "job spec field F: VALUE ..." and should say what is valid."""
-        message = f"job spec field {field_}: {_show(value)} {reason}"
-        self.items.append(Problem(field_, value, expected, message))
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise SpecError(self.items)
 
 
 @dataclass(frozen=True)
@@ -161,10 +128,6 @@ class JobSpec:
         )
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def job_dir(config: NodeConfig, job_id: str) -> Path:
     return config.job_dir / job_id
 
@@ -190,11 +153,11 @@ def expand_spec(
     A spec whose parties are already objects is returned unchanged apart from
     defaults (``deadline_seconds``, ``params``).
     """
-    problems = _Problems()
+    problems = Problems(SPEC_STYLE)
     if not isinstance(data, Mapping):
         problems.add("(top level)", data, "is not a JSON object; expected a job spec object",
                      "a JSON object")
-        problems.raise_if_any()
+        problems.raise_if_any(SpecError)
     spec = copy.deepcopy(dict(data))
     if default_deadline is not None and "deadline_seconds" not in spec:
         spec["deadline_seconds"] = default_deadline
@@ -203,10 +166,10 @@ def expand_spec(
     if not (isinstance(parties, list) and parties and all(isinstance(p, str) for p in parties)):
         return spec
     slot = spec.setdefault("slot", 0)
-    if not _is_int(slot) or slot < 0:
+    if not is_int(slot) or slot < 0:
         problems.add("slot", slot, "is not a port slot; expected an integer >= 0",
                      "an integer >= 0")
-        problems.raise_if_any()
+        problems.raise_if_any(SpecError)
     expanded = []
     for index, pid in enumerate(parties):
         party = federation.get(pid)
@@ -223,7 +186,7 @@ def expand_spec(
             continue
         expanded.append({"id": pid, "ip": party.ip, "rayfed_port": party.rayfed_port(slot),
                          "spu_port": party.spu_port(slot)})
-    problems.raise_if_any()
+    problems.raise_if_any(SpecError)
     spec["parties"] = expanded
     return spec
 
@@ -239,11 +202,11 @@ def validate_spec(
     check_files: bool = True,
 ) -> JobSpec:
     """Validate a full spec for this node; return it normalised or raise :class:`SpecError`."""
-    problems = _Problems()
+    problems = Problems(SPEC_STYLE)
     if not isinstance(data, Mapping):
         problems.add("(top level)", data, "is not a JSON object; expected a job spec object",
                      "a JSON object")
-        problems.raise_if_any()
+        problems.raise_if_any(SpecError)
 
     for node_problem in check_node(config, federation):
         problems.add("(node)", config.node_id,
@@ -255,30 +218,29 @@ def validate_spec(
             problems.add(key, data[key], f"is not a job spec field; expected only "
                          f"{', '.join(TOP_LEVEL_KEYS)}", ", ".join(TOP_LEVEL_KEYS))
 
-    job_id = data.get("job_id", _MISSING)
+    job_id = data.get("job_id", MISSING)
     if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
         problems.add("job_id", job_id,
-                     "is not a valid job id; expected [a-z0-9][a-z0-9-]{0,62}",
-                     "[a-z0-9][a-z0-9-]{0,62}")
+                     f"is not a valid job id; expected {JOB_ID_PATTERN}", JOB_ID_PATTERN)
 
-    kind = data.get("kind", _MISSING)
+    kind = data.get("kind", MISSING)
     if kind not in KINDS:
         problems.add("kind", kind, f"is not a known job kind; expected one of {', '.join(KINDS)}",
                      ", ".join(KINDS))
 
-    slot = data.get("slot", _MISSING)
-    slot_ok = _is_int(slot) and slot >= 0
+    slot = data.get("slot", MISSING)
+    slot_ok = is_int(slot) and slot >= 0
     if not slot_ok:
         problems.add("slot", slot, "is not a port slot; expected an integer >= 0",
                      "an integer >= 0")
 
     deadline = data.get("deadline_seconds", config.job_deadline_seconds)
-    if not _is_int(deadline) or not 1 <= deadline <= MAX_DEADLINE_SECONDS:
+    if not is_int(deadline) or not 1 <= deadline <= MAX_DEADLINE_SECONDS:
         problems.add("deadline_seconds", deadline,
                      f"is not a valid deadline; expected an integer of seconds in "
                      f"1..{MAX_DEADLINE_SECONDS}", f"1..{MAX_DEADLINE_SECONDS}")
 
-    parties = _validate_parties(data.get("parties", _MISSING), slot if slot_ok else None,
+    parties = _validate_parties(data.get("parties", MISSING), slot if slot_ok else None,
                                 config, federation, problems)
     ids = [p.id for p in parties]
 
@@ -294,13 +256,13 @@ def validate_spec(
         validator = _PARAM_VALIDATORS[kind]
         normalised = validator(dict(params), ids, config, problems, check_files)
 
-    problems.raise_if_any()
+    problems.raise_if_any(SpecError)
     return JobSpec(job_id=job_id, kind=kind, slot=slot, deadline_seconds=deadline,
                    parties=tuple(parties), params=normalised)
 
 
 def _validate_parties(raw: Any, slot: int | None, config: NodeConfig, federation: Federation,
-                      problems: _Problems) -> list[PartySpec]:
+                      problems: Problems) -> list[PartySpec]:
     if not isinstance(raw, list) or len(raw) < 2:
         problems.add("parties", raw, "is not valid; expected a list of at least 2 party objects "
                      "(id, ip, rayfed_port, spu_port); a short spec's list of ids must be "
@@ -320,10 +282,10 @@ def _validate_parties(raw: Any, slot: int | None, config: NodeConfig, federation
                 problems.add(f"{where}.{key}", item[key], f"is not a party field; expected only "
                              f"{', '.join(PARTY_KEYS)}", ", ".join(PARTY_KEYS))
                 ok = False
-        pid = item.get("id", _MISSING)
+        pid = item.get("id", MISSING)
         if not isinstance(pid, str) or not NODE_ID_RE.fullmatch(pid):
-            problems.add(f"{where}.id", pid, "is not a valid party id; expected "
-                         "[a-z][a-z0-9_-]{0,31}", "[a-z][a-z0-9_-]{0,31}")
+            problems.add(f"{where}.id", pid, f"is not a valid party id; expected "
+                         f"{NODE_ID_PATTERN}", NODE_ID_PATTERN)
             continue
         if pid in seen:
             problems.add(f"{where}.id", pid, f"duplicates parties[{seen[pid]}].id; expected "
@@ -335,7 +297,7 @@ def _validate_parties(raw: Any, slot: int | None, config: NodeConfig, federation
             problems.add(f"{where}.id", pid, f"is not in this node's federation file; expected "
                          f"one of {', '.join(federation.ids)}", ", ".join(federation.ids))
             continue
-        ip = item.get("ip", _MISSING)
+        ip = item.get("ip", MISSING)
         if ip != known.ip:
             problems.add(f"{where}.ip", ip, f"does not match this node's federation file "
                          f"({known.ip!r} for party {pid})", known.ip)
@@ -347,8 +309,8 @@ def _validate_parties(raw: Any, slot: int | None, config: NodeConfig, federation
                          f"0..{known.slots - 1}", f"0..{known.slots - 1}")
             ok = False
         for key, rng in (("rayfed_port", known.rayfed_ports), ("spu_port", known.spu_ports)):
-            port = item.get(key, _MISSING)
-            if not _is_int(port):
+            port = item.get(key, MISSING)
+            if not is_int(port):
                 problems.add(f"{where}.{key}", port, f"is not a port number; expected an "
                              f"integer in {rng}", f"an integer in {rng}")
                 ok = False
@@ -368,7 +330,7 @@ def _validate_parties(raw: Any, slot: int | None, config: NodeConfig, federation
 
 
 def _unknown_params(params: dict[str, Any], allowed: tuple[str, ...], kind: str,
-                    problems: _Problems) -> None:
+                    problems: Problems) -> None:
     for key in params:
         if key not in allowed:
             expected = ", ".join(allowed) if allowed else "no parameters"
@@ -377,13 +339,13 @@ def _unknown_params(params: dict[str, Any], allowed: tuple[str, ...], kind: str,
 
 
 def _ping_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
-                 problems: _Problems, check_files: bool) -> dict[str, Any]:
+                 problems: Problems, check_files: bool) -> dict[str, Any]:
     _unknown_params(params, (), "ping", problems)
     return {}
 
 
 def _spu_sum_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
-                    problems: _Problems, check_files: bool) -> dict[str, Any]:
+                    problems: Problems, check_files: bool) -> dict[str, Any]:
     _unknown_params(params, ("values", "protocol"), "spu_sum", problems)
     protocol = params.get("protocol", DEFAULT_SPU_PROTOCOL)
     if protocol not in SPU_PROTOCOLS:
@@ -397,15 +359,15 @@ def _spu_sum_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
         problems.add("params.protocol", protocol, f"needs exactly 2 parties, the job has "
                      f"{len(ids)}; expected SEMI2K (any number of parties) or 2 parties",
                      "exactly 2 parties")
-    values = params.get("values", _MISSING)
+    values = params.get("values", MISSING)
     clean: dict[str, int] = {}
     if not isinstance(values, Mapping):
         problems.add("params.values", values, f"is not valid; expected an object with one "
                      f"integer per party ({', '.join(ids)})", "{party: int}")
     else:
         for pid in ids:
-            value = values.get(pid, _MISSING)
-            if not _is_int(value) or abs(value) > SPU_SUM_LIMIT:
+            value = values.get(pid, MISSING)
+            if not is_int(value) or abs(value) > SPU_SUM_LIMIT:
                 problems.add(f"params.values.{pid}", value, f"is not valid; expected an "
                              f"integer in -{SPU_SUM_LIMIT}..{SPU_SUM_LIMIT}",
                              f"an integer in -{SPU_SUM_LIMIT}..{SPU_SUM_LIMIT}")
@@ -423,7 +385,7 @@ def _spu_sum_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
 
 
 def _check_relative_path(where: str, path: Any, config: NodeConfig,
-                         problems: _Problems) -> str | None:
+                         problems: Problems) -> str | None:
     expected = "a relative path that stays inside DATA_DIR"
     if not isinstance(path, str) or not path or "\x00" in path:
         problems.add(where, path, f"is not a path; expected {expected}", expected)
@@ -446,7 +408,7 @@ def _csv_header(path: Path) -> list[str]:
 
 
 def _psi_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
-                problems: _Problems, check_files: bool) -> dict[str, Any]:
+                problems: Problems, check_files: bool) -> dict[str, Any]:
     allowed = ("inputs", "receiver", "protocol", "broadcast_result")
     _unknown_params(params, allowed, "psi", problems)
     if len(ids) != 2:
@@ -456,7 +418,7 @@ def _psi_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
     if protocol not in PSI_PROTOCOLS:
         problems.add("params.protocol", protocol, f"is not a PSI protocol; expected one of "
                      f"{', '.join(PSI_PROTOCOLS)}", ", ".join(PSI_PROTOCOLS))
-    receiver = params.get("receiver", _MISSING)
+    receiver = params.get("receiver", MISSING)
     if receiver not in ids:
         problems.add("params.receiver", receiver, f"is not a party of the job; expected one of "
                      f"{', '.join(ids)}", ", ".join(ids))
@@ -465,7 +427,7 @@ def _psi_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
         problems.add("params.broadcast_result", broadcast, "is not valid; expected true or false",
                      "true or false")
 
-    inputs = params.get("inputs", _MISSING)
+    inputs = params.get("inputs", MISSING)
     clean: dict[str, dict[str, Any]] = {}
     if not isinstance(inputs, Mapping):
         problems.add("params.inputs", inputs, f"is not valid; expected an object with "
@@ -477,7 +439,7 @@ def _psi_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
                          f"expected only {', '.join(ids)}", ", ".join(ids))
     for pid in ids:
         where = f"params.inputs.{pid}"
-        entry = inputs.get(pid, _MISSING)
+        entry = inputs.get(pid, MISSING)
         if not isinstance(entry, Mapping):
             if isinstance(inputs, Mapping) and inputs:
                 problems.add(where, entry, "is not valid; expected {\"path\": "
@@ -487,9 +449,9 @@ def _psi_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
             if key not in ("path", "keys"):
                 problems.add(f"{where}.{key}", entry[key], "is not an input field; expected "
                              "only path, keys", "path, keys")
-        path = _check_relative_path(f"{where}.path", entry.get("path", _MISSING), config,
+        path = _check_relative_path(f"{where}.path", entry.get("path", MISSING), config,
                                     problems)
-        keys = entry.get("keys", _MISSING)
+        keys = entry.get("keys", MISSING)
         keys_ok = (
             isinstance(keys, list) and 1 <= len(keys) <= MAX_PSI_KEYS
             and all(isinstance(k, str) and k for k in keys) and len(set(keys)) == len(keys)
@@ -513,7 +475,7 @@ def _psi_params(params: dict[str, Any], ids: list[str], config: NodeConfig,
 
 
 def _check_own_input(where: str, given: str, normal: str, keys: list[str] | None,
-                     config: NodeConfig, problems: _Problems) -> None:
+                     config: NodeConfig, problems: Problems) -> None:
     full = config.data_dir / normal
     root = os.path.realpath(config.data_dir)
     real = os.path.realpath(full)
