@@ -18,7 +18,8 @@ from typing import Any
 from celery import Celery, signals, states
 
 from sfnode import supervise
-from sfnode.config import MAX_DEADLINE_SECONDS, ConfigError, NodeConfig, redact_url
+from sfnode.config import (MAX_DEADLINE_SECONDS, ConfigError, NodeConfig, child_environment,
+                           redact_url)
 from sfnode.federation import FederationError, check_node, load_federation
 
 HEALTH_TASK = "sfnode.health"
@@ -132,7 +133,7 @@ def probe_ray(config: NodeConfig, timeout: float | None = None) -> dict[str, Any
     """The Ray head's resources, asked from a subprocess (this worker never joins Ray)."""
     timeout = PROBE_TIMEOUT_SECONDS if timeout is None else timeout
     address = config.ray_address
-    env = supervise.child_environment(config)
+    env = child_environment(config)
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "sfnode.probe", "--address", address],

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -22,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sfnode.config import load_config
+from sfnode.jobdir import RESULT_NAME, STATUS_NAME, write_json_atomic
 from sfnode.kinds import JobContext, run_kind, sf_init_kwargs
+from sfnode.netprobe import tcp_port_open
 from sfnode.spec import JobSpec, PartySpec
 
-PHASES = ("import", "init", "run", "shutdown", "done")
-STATUS_NAME = "status.json"
-RESULT_NAME = "result.json"
-SPEC_NAME = "spec.json"
 PROBE_INTERVAL_SECONDS = 1.0
 # Past its deadline plus this grace the runner exits by itself, in case its
 # supervisor died (a Celery worker restart) and nobody is left to kill it.
@@ -37,19 +34,6 @@ SELF_DEADLINE_GRACE_SECONDS = 60
 
 def now() -> float:
     return round(time.time(), 3)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 class StatusFile:
@@ -93,14 +77,6 @@ class StatusFile:
     def _write(self) -> None:
         self.data["updated_at"] = now()
         write_json_atomic(self.path, self.data)
-
-
-def tcp_port_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 class PeerProber(threading.Thread):

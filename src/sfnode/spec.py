@@ -19,6 +19,7 @@ from typing import Any
 
 from sfnode.config import MAX_DEADLINE_SECONDS, NODE_ID_PATTERN, NODE_ID_RE, NodeConfig
 from sfnode.federation import Federation, check_node
+from sfnode.jobdir import workdir
 from sfnode.problems import MISSING, Problem, Problems, Style, is_int
 
 KINDS = ("ping", "spu_sum", "psi")
@@ -128,12 +129,8 @@ class JobSpec:
         )
 
 
-def job_dir(config: NodeConfig, job_id: str) -> Path:
-    return config.job_dir / job_id
-
-
 def psi_output_path(config: NodeConfig, job_id: str) -> Path:
-    return job_dir(config, job_id) / PSI_OUTPUT_NAME
+    return workdir(config.job_dir, job_id) / PSI_OUTPUT_NAME
 
 
 def data_path(config: NodeConfig, relative: str) -> Path:

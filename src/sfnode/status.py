@@ -7,22 +7,19 @@ what it could not find out is a problem in the report.
 
 from __future__ import annotations
 
-import errno
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation, FederationError, check_node, load_federation
+from sfnode.netprobe import listening_sockets, port_state
 
 UNITS = {"secretflow-redis.service": "Redis", "secretflow-ray.service": "Ray head",
          "secretflow-worker.service": "worker"}
-CONNECT_TIMEOUT_SECONDS = 2.0
 CELERY_PING_TIMEOUT_SECONDS = 10.0
 RAY_PROBE_TIMEOUT_SECONDS = 60.0
 # A port "reachable" from a peer: the peer's host answered, whether or not
@@ -32,47 +29,6 @@ REACHABLE = ("listening", "refused")
 PRIORITY_SEPARATOR, PRIORITY_STEPS = "\x06\x16", (3, 6, 9)
 # Above this share of maxmemory the broker is close to refusing writes (noeviction).
 REDIS_MEMORY_WARN_SHARE = 0.9
-LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp
-
-
-def port_state(host: str, port: int, timeout: float = CONNECT_TIMEOUT_SECONDS) -> str:
-    """``listening`` (a connection opened), ``refused`` (the host answered that
-    nothing listens: the path works), ``filtered`` (no answer: a firewall
-    drops it) or ``unreachable`` (no route)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return "listening"
-    except ConnectionRefusedError:
-        return "refused"
-    except OSError as exc:
-        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-            return "unreachable"
-        return "filtered"
-
-
-def listening_sockets(proc_net: Path = Path("/proc/net")) -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket in LISTEN state (IPv4 and IPv6)."""
-    found: set[tuple[str, int]] = set()
-    for name, v6 in (("tcp", False), ("tcp6", True)):
-        try:
-            lines = (proc_net / name).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) < 4 or fields[3] != LISTEN:
-                continue
-            address, _, port = fields[1].partition(":")
-            found.add((_decode_address(address, v6), int(port, 16)))
-    return found
-
-
-def _decode_address(hexaddr: str, v6: bool) -> str:
-    raw = bytes.fromhex(hexaddr)
-    # /proc/net stores each 32-bit word in host (little-endian) order
-    words = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-    family = socket.AF_INET6 if v6 else socket.AF_INET
-    return socket.inet_ntop(family, words)
 
 
 def unit_state(unit: str) -> dict[str, Any]:

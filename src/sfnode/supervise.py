@@ -20,18 +20,21 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sfnode.config import NodeConfig
+from sfnode import jobdir
+from sfnode.config import NodeConfig, child_environment
 from sfnode.federation import Federation, FederationError, load_federation
-from sfnode.runner import (RESULT_NAME, SPEC_NAME, STATUS_NAME, read_json, tcp_port_open,
+from sfnode.jobdir import (LOG_NAME, RESULT_NAME, SPEC_NAME, STATUS_NAME, read_json,
                            write_json_atomic)
+from sfnode.netprobe import tcp_port_open
 from sfnode.spec import JobSpec, SpecError, validate_spec
 
 RunnerCommand = Callable[[Path, Path], Sequence[str]]
 
 KILL_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.5
-LOG_NAME = "runner.log"
-SLOTS_DIR = ".slots"
+# The runner is started by this module path, and recognised by it (with its
+# job id) in /proc/PID/cmdline after a worker restart.
+RUNNER_MODULE = "sfnode.runner"
 PEER_PROBE_TIMEOUT_SECONDS = 2.0
 ACTOR_CLEANUP_NOTE = (
     "Ray removes the job's non-detached actors (PYU/SPU) once their driver process is gone"
@@ -39,7 +42,7 @@ ACTOR_CLEANUP_NOTE = (
 
 
 def default_runner_command(spec_path: Path, workdir: Path) -> list[str]:
-    return [sys.executable, "-m", "sfnode.runner", "--spec", str(spec_path),
+    return [sys.executable, "-m", RUNNER_MODULE, "--spec", str(spec_path),
             "--workdir", str(workdir)]
 
 
@@ -58,7 +61,7 @@ class SlotLock:
     """
 
     def __init__(self, job_dir: Path, slot: int, job_id: str) -> None:
-        self.path = job_dir / SLOTS_DIR / f"{slot}.lock"
+        self.path = jobdir.slot_lock_path(job_dir, slot)
         self.slot = slot
         self.job_id = job_id
         self.fd: int | None = None
@@ -90,13 +93,6 @@ class SlotLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-def child_environment(config: NodeConfig) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env.update(config.to_env())
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def _failure(spec_data: Any, config: NodeConfig, phase: str, error: str, started: float,
@@ -177,7 +173,7 @@ def run_job(
 def _run_locked(spec: JobSpec, config: NodeConfig, lock: SlotLock, runner_command: RunnerCommand,
                 grace_seconds: float, poll_seconds: float, started: float) -> dict[str, Any]:
     spec_dict = spec.to_dict()
-    workdir = config.job_dir / spec.job_id
+    workdir = jobdir.workdir(config.job_dir, spec.job_id)
     if workdir.exists():
         return _earlier_run(spec, spec_dict, config, workdir, started)
     workdir.mkdir(parents=True)
@@ -279,7 +275,7 @@ def _runner_alive(pid: Any, job_id: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
-    return "sfnode.runner" in cmdline and job_id in cmdline
+    return RUNNER_MODULE in cmdline and job_id in cmdline
 
 
 def reap_abandoned(config: NodeConfig) -> list[dict[str, Any]]:

@@ -1,14 +1,13 @@
 """The node status verdict, with stand-in probes (no Redis, Ray or systemd)."""
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sfnode.config import NodeConfig
-from sfnode.status import Probes, listening_sockets, node_status, parse_expect, port_state
+from sfnode.status import Probes, node_status, parse_expect
 
 HEALTHY_SOCKETS = {("127.0.0.1", 60379), ("10.89.0.2", 61379)}
 
@@ -98,25 +97,3 @@ def test_a_federation_file_without_this_node_is_a_problem(config: NodeConfig, tm
     config.federation_file.write_text('{"version": 1, "parties": []}')
     report = node_status(config, probes())
     assert report["ok"] is False and report["problems"], report
-
-
-def test_port_state_tells_listening_from_refused() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        assert port_state("127.0.0.1", listener.getsockname()[1]) == "listening"
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        port = unused.getsockname()[1]
-    assert port_state("127.0.0.1", port) == "refused"
-
-
-def test_listening_sockets_reads_proc_net(tmp_path: Path) -> None:
-    header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
-    (tmp_path / "tcp").write_text(
-        header
-        + "   0: 0100007F:EBBB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   101 0 1\n"
-        + "   1: 0200590A:EFBB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999 0 2\n"
-        + "   2: 0200590A:EFBB 0300590A:9C40 01 00000000:00000000 00:00000000 00000000   999 0 3\n")
-    (tmp_path / "tcp6").write_text(header)
-    assert listening_sockets(tmp_path) == {("127.0.0.1", 60347), ("10.89.0.2", 61371)}

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,6 @@ from conftest import full_spec
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation
 from sfnode import supervise
-from sfnode.runner import tcp_port_open
 from sfnode.supervise import SlotLock, run_job
 
 # Stand-in runners: tiny scripts given as the runner command, so no SecretFlow is needed.
@@ -191,18 +189,6 @@ def test_a_deadline_past_init_names_the_peers_that_stopped_answering(
     assert answer["silent_peers"] == [{"id": "bob", "address": "10.89.0.3:20000"}]
     assert "these peers no longer answer on their rayfed port" in answer["error"]
     assert "bob (10.89.0.3:20000)" in answer["error"]
-
-
-def test_tcp_port_open_only_where_something_listens() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen()
-        open_port = listener.getsockname()[1]
-        assert tcp_port_open("127.0.0.1", open_port)
-    with socket.socket() as closed:
-        closed.bind(("127.0.0.1", 0))
-        closed_port = closed.getsockname()[1]
-        assert not tcp_port_open("127.0.0.1", closed_port)
 
 
 def _abandoned(config: NodeConfig, job_id: str, phase: str, pid: int | None = None,

@@ -1,0 +1,55 @@
+"""The job directory protocol: files replaced whole, read back or None."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from sfnode import jobdir
+
+
+def test_write_reaches_the_disk_before_and_after_the_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: os.PathLike[str], dst: os.PathLike[str]) -> None:
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    target = tmp_path / jobdir.RESULT_NAME
+    jobdir.write_json_atomic(target, {"ok": True, "final": True})
+    kinds = [kind for kind, _ in events]
+    assert kinds == ["fsync", "replace", "fsync"]
+    assert events[0][1].endswith(".tmp")  # the new content, before it takes the name
+    assert events[2][1] == str(tmp_path)  # the directory entry, after
+    assert jobdir.read_json(target) == {"ok": True, "final": True}
+    assert [p.name for p in tmp_path.iterdir()] == [jobdir.RESULT_NAME]
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / jobdir.STATUS_NAME
+    jobdir.write_json_atomic(target, {"phase": "init"})
+    with pytest.raises(TypeError):
+        jobdir.write_json_atomic(target, {"phase": object()})
+    assert json.loads(target.read_text()) == {"phase": "init"}
+    assert [p.name for p in tmp_path.iterdir()] == [jobdir.STATUS_NAME]
+
+
+def test_read_json_is_none_for_absent_or_partial_files(tmp_path: Path) -> None:
+    assert jobdir.read_json(tmp_path / "absent.json") is None
+    (tmp_path / "partial.json").write_text('{"ok": tr')
+    assert jobdir.read_json(tmp_path / "partial.json") is None
+
+
+def test_paths_under_job_dir(tmp_path: Path) -> None:
+    assert jobdir.workdir(tmp_path, "psi-1") == tmp_path / "psi-1"
+    assert jobdir.slot_lock_path(tmp_path, 3) == tmp_path / ".slots" / "3.lock"

@@ -1,0 +1,56 @@
+"""Imports only go down: the package's import graph has no cycle, and no module
+borrows from the process it starts or from the Celery app."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import sfnode
+
+PACKAGE = Path(sfnode.__file__).parent
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(name: str) -> set[str]:
+    """The package's modules ``name`` imports, at module level or inside functions."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(MODULES[name].read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {m for m in found if m in MODULES and m != name}
+
+
+GRAPH = {name: imports(name) for name in MODULES}
+
+
+def test_no_import_cycle() -> None:
+    done: set[str] = set()
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        assert name not in path, " -> ".join((*path, name))
+        if name not in done:
+            for target in GRAPH[name]:
+                visit(target, (*path, name))
+            done.add(name)
+
+    for name in GRAPH:
+        visit(name, ())
+
+
+@pytest.mark.parametrize(("importer", "imported"), [
+    ("sfnode.supervise", "sfnode.runner"),  # the parent of the runner's process
+])
+def test_forbidden_imports(importer: str, imported: str) -> None:
+    assert imported not in GRAPH[importer]
