@@ -38,7 +38,7 @@ def slot_lock_path(job_root: Path, slot: int) -> Path:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace ``path`` by ``data`` as JSON: a reader, or a crash, finds the old file or the new one.
+    """Replace ``path`` by ``data`` as JSON: a reader, or a crash, finds the old or the new file.
 
     The new content reaches the disk before the rename and the rename before
     returning, so a power cut cannot leave an empty result behind a rename.

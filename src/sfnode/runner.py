@@ -22,9 +22,10 @@ from typing import Any
 
 from sfnode.config import load_config
 from sfnode.jobdir import RESULT_NAME, STATUS_NAME, write_json_atomic
-from sfnode.kinds import JobContext, run_kind, sf_init_kwargs
+from sfnode.jobspec import JobSpec, PartySpec
+from sfnode.kinds import run_kind
 from sfnode.netprobe import tcp_port_open
-from sfnode.spec import JobSpec, PartySpec
+from sfnode.sfargs import JobContext, sf_init_kwargs
 
 PROBE_INTERVAL_SECONDS = 1.0
 # Past its deadline plus this grace the runner exits by itself, in case its

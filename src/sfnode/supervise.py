@@ -25,8 +25,9 @@ from sfnode.config import NodeConfig, child_environment
 from sfnode.federation import Federation, FederationError, load_federation
 from sfnode.jobdir import (LOG_NAME, RESULT_NAME, SPEC_NAME, STATUS_NAME, read_json,
                            write_json_atomic)
+from sfnode.jobspec import JobSpec
 from sfnode.netprobe import tcp_port_open
-from sfnode.spec import JobSpec, SpecError, validate_spec
+from sfnode.spec import SpecError, validate_spec
 
 RunnerCommand = Callable[[Path, Path], Sequence[str]]
 

@@ -8,6 +8,8 @@ import pytest
 
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation, parse_federation
+from sfnode.sfargs import JobContext
+from sfnode.spec import SpecError, validate_spec
 
 FEDERATION = {
     "version": 1,
@@ -73,3 +75,61 @@ def full_spec(kind: str = "ping", parties: tuple[str, ...] = ("alice", "bob"), s
             "deadline_seconds": 60, "parties": [party(p, slot) for p in parties], "params": {}}
     spec.update(extra)
     return spec
+
+
+def problems_of(spec: Any, config: NodeConfig, federation: Federation) -> dict[str, Any]:
+    with pytest.raises(SpecError) as err:
+        validate_spec(spec, config, federation)
+    return {p.field: p for p in err.value.problems}
+
+
+def one_problem(spec: Any, config: NodeConfig, federation: Federation) -> SpecError:
+    with pytest.raises(SpecError) as err:
+        validate_spec(spec, config, federation)
+    assert len(err.value.problems) == 1, err.value.problems
+    return err.value
+
+
+def job_context(config: NodeConfig, federation: Federation, spec: dict[str, Any],
+                workdir: Path) -> JobContext:
+    return JobContext(spec=validate_spec(spec, config, federation), config=config,
+                      workdir=workdir)
+
+
+class FakeObject:
+    def __init__(self, owner: str, value: Any) -> None:
+        self.owner, self.value = owner, value
+
+    def to(self, device: Any) -> FakeObject:
+        return FakeObject(getattr(device, "party", "spu"), self.value)
+
+
+class FakeSF:
+    """Records what each PYU is asked to compute, like production mode on one party."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        sf = self
+
+        class PYU:
+            def __init__(self, party: str) -> None:
+                self.party = party
+
+            def __call__(self, fn: Any) -> Any:
+                def call(*args: Any) -> FakeObject:
+                    sf.calls.append((self.party, args))
+                    values = [a.value if isinstance(a, FakeObject) else a for a in args]
+                    return FakeObject(self.party, fn(*values))
+                return call
+
+        class SPU:
+            def __init__(self, cluster_def: dict[str, Any], link_desc: dict[str, Any]) -> None:
+                self.cluster_def = cluster_def
+
+            def __call__(self, fn: Any) -> Any:
+                return lambda *objs: FakeObject("spu", fn(*[o.value for o in objs]))
+
+        self.PYU, self.SPU = PYU, SPU
+
+    def reveal(self, obj: Any) -> Any:
+        return [o.value for o in obj] if isinstance(obj, list) else obj.value

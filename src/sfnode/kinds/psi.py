@@ -1,0 +1,200 @@
+"""Kind ``psi``: two-party private set intersection (SPU PSI v2) of CSV files.
+
+Params: ``inputs`` (per party a ``path`` relative to that party's DATA_DIR
+and its key columns ``keys``), ``receiver`` (the party that gets the
+intersection), ``protocol`` (default PROTOCOL_RR22) and ``broadcast_result``
+(default true: every party gets it). Each node checks its own input file
+only; the output is written to the job's work dir.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from sfnode.config import NodeConfig
+from sfnode.jobdir import workdir
+from sfnode.kinds._kind import Kind, ParamCheck
+from sfnode.problems import MISSING
+from sfnode.sfargs import JobContext, spu_device
+
+PARAMS = ("inputs", "receiver", "protocol", "broadcast_result")
+INPUT_FIELDS = ("path", "keys")
+PSI_PROTOCOLS = ("PROTOCOL_RR22", "PROTOCOL_ECDH", "PROTOCOL_KKRT")
+DEFAULT_PSI_PROTOCOL = "PROTOCOL_RR22"
+MAX_PSI_KEYS = 16
+OUTPUT_NAME = "psi_output.csv"
+# The SPU device needs a runtime config; PSI runs its own protocol (params.protocol) over the
+# device's links, and SEMI2K takes any number of parties.
+DEVICE_PROTOCOL = "SEMI2K"
+
+
+def output_path(config: NodeConfig, job_id: str) -> Path:
+    return workdir(config.job_dir, job_id) / OUTPUT_NAME
+
+
+def data_path(config: NodeConfig, relative: str) -> Path:
+    """An input path of a spec (already validated as relative) under DATA_DIR."""
+    return config.data_dir / os.path.normpath(relative)
+
+
+def validate(params: dict[str, Any], check: ParamCheck) -> dict[str, Any]:
+    ids = check.party_ids
+    check.only(params, PARAMS)
+    if len(ids) != 2:
+        check.add("parties", ids, f"has {len(ids)} parties; expected exactly 2 for kind psi",
+                  "exactly 2 parties")
+    protocol = params.get("protocol", DEFAULT_PSI_PROTOCOL)
+    if protocol not in PSI_PROTOCOLS:
+        check.add("params.protocol", protocol, f"is not a PSI protocol; expected one of "
+                  f"{', '.join(PSI_PROTOCOLS)}", ", ".join(PSI_PROTOCOLS))
+    receiver = params.get("receiver", MISSING)
+    if receiver not in ids:
+        check.add("params.receiver", receiver, f"is not a party of the job; expected one of "
+                  f"{', '.join(ids)}", ", ".join(ids))
+    broadcast = params.get("broadcast_result", True)
+    if not isinstance(broadcast, bool):
+        check.add("params.broadcast_result", broadcast, "is not valid; expected true or false",
+                  "true or false")
+    return {"inputs": _check_inputs(params.get("inputs", MISSING), check), "receiver": receiver,
+            "protocol": protocol, "broadcast_result": broadcast}
+
+
+def _check_inputs(inputs: Any, check: ParamCheck) -> dict[str, dict[str, Any]]:
+    ids = check.party_ids
+    if not isinstance(inputs, Mapping):
+        check.add("params.inputs", inputs, f"is not valid; expected an object with "
+                  f"{{path, keys}} for each party ({', '.join(ids)})", "{party: {path, keys}}")
+        return {}
+    for pid in inputs:
+        if pid not in ids:
+            check.add(f"params.inputs.{pid}", inputs[pid], f"is for a party not in the job; "
+                      f"expected only {', '.join(ids)}", ", ".join(ids))
+    clean: dict[str, dict[str, Any]] = {}
+    for pid in ids:
+        entry = _check_input(f"params.inputs.{pid}", pid, inputs.get(pid, MISSING),
+                             bool(inputs), check)
+        if entry is not None:
+            clean[pid] = entry
+    if len(clean) == 2:
+        counts = {pid: len(v["keys"]) for pid, v in clean.items()}
+        if len(set(counts.values())) != 1:
+            check.add("params.inputs", counts, "has a different number of keys per party; "
+                      "expected the same number of key columns on both sides",
+                      "equal key counts")
+    return clean
+
+
+def _check_input(where: str, pid: str, entry: Any, any_given: bool,
+                 check: ParamCheck) -> dict[str, Any] | None:
+    if not isinstance(entry, Mapping):
+        if any_given:  # with no inputs at all, params.inputs is the one problem
+            check.add(where, entry, "is not valid; expected {\"path\": \"relative/file.csv\", "
+                      "\"keys\": [\"id\"]}", "{path, keys}")
+        return None
+    for key in entry:
+        if key not in INPUT_FIELDS:
+            check.add(f"{where}.{key}", entry[key], f"is not an input field; expected only "
+                      f"{', '.join(INPUT_FIELDS)}", ", ".join(INPUT_FIELDS))
+    path = _check_relative_path(f"{where}.path", entry.get("path", MISSING), check)
+    keys = entry.get("keys", MISSING)
+    keys_ok = (
+        isinstance(keys, list) and 1 <= len(keys) <= MAX_PSI_KEYS
+        and all(isinstance(k, str) and k for k in keys) and len(set(keys)) == len(keys)
+    )
+    if not keys_ok:
+        check.add(f"{where}.keys", keys, f"is not valid; expected a list of 1..{MAX_PSI_KEYS} "
+                  "distinct column names", "a list of column names")
+    if pid == check.config.node_id and path is not None and check.check_files:
+        _check_own_input(where, entry["path"], path, keys if keys_ok else None, check)
+    return {"path": path, "keys": list(keys)} if path is not None and keys_ok else None
+
+
+def _check_relative_path(where: str, path: Any, check: ParamCheck) -> str | None:
+    expected = "a relative path that stays inside DATA_DIR"
+    data_dir = check.config.data_dir
+    if not isinstance(path, str) or not path or "\x00" in path:
+        check.add(where, path, f"is not a path; expected {expected}", expected)
+        return None
+    if PurePosixPath(path).is_absolute():
+        check.add(where, path, f"is an absolute path; expected {expected} ({data_dir})",
+                  expected)
+        return None
+    normal = os.path.normpath(path)
+    if normal in (".", "..") or normal.startswith("../"):
+        check.add(where, path, f"leaves DATA_DIR after normalisation ({normal!r}); "
+                  f"expected {expected} ({data_dir})", expected)
+        return None
+    return normal
+
+
+def _csv_header(path: Path) -> list[str]:
+    with path.open(newline="", encoding="utf-8") as handle:
+        return next(csv.reader(handle), [])
+
+
+def _check_own_input(where: str, given: str, normal: str, keys: list[str] | None,
+                     check: ParamCheck) -> None:
+    config = check.config
+    full = config.data_dir / normal
+    root = os.path.realpath(config.data_dir)
+    real = os.path.realpath(full)
+    if os.path.commonpath([root, real]) != root:
+        check.add(f"{where}.path", given, f"resolves to {real}, outside DATA_DIR ({root}); "
+                  "expected a file inside DATA_DIR", "a file inside DATA_DIR")
+        return
+    if not os.path.isfile(real):
+        check.add(f"{where}.path", given, f"does not exist on party {config.node_id} "
+                  f"({full}); expected an existing CSV file under DATA_DIR", "an existing file")
+        return
+    if keys:
+        try:
+            header = _csv_header(Path(real))
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            check.add(f"{where}.path", given, f"cannot be read as CSV ({exc}); expected a "
+                      "CSV file with a header row", "a readable CSV file")
+            return
+        for key in keys:
+            if key not in header:
+                check.add(f"{where}.keys", keys, f"names column {key!r}, which is not in "
+                          f"the header of {full} (columns: {', '.join(header) or 'none'}); "
+                          "expected existing column names", "existing column names")
+
+
+def run(sf: Any, ctx: JobContext) -> dict[str, Any]:
+    """Two-party PSI v2 on CSV files under DATA_DIR; the output goes to the job dir."""
+    params = ctx.spec.params
+    ids = ctx.spec.party_ids
+    inputs = params["inputs"]
+    output = output_path(ctx.config, ctx.spec.job_id)
+    spu = spu_device(sf, ctx, DEVICE_PROTOCOL)
+    # Each party's actor uses its own entry; the peers' entries are never read here.
+    reports = spu.psi(
+        keys={pid: inputs[pid]["keys"] for pid in ids},
+        input_path={pid: str(data_path(ctx.config, inputs[pid]["path"])) for pid in ids},
+        output_path={pid: str(output) for pid in ids},
+        receiver=params["receiver"],
+        table_keys_duplicated={pid: False for pid in ids},
+        broadcast_result=params["broadcast_result"],
+        protocol=params["protocol"],
+    )
+    per_party = {
+        r["party"]: {"original_count": int(r["original_count"]),
+                     "intersection_count": int(r["intersection_count"])}
+        for r in reports
+    }
+    mine = per_party.get(ctx.self_id, {})
+    return {
+        "protocol": params["protocol"],
+        "receiver": params["receiver"],
+        "parties": per_party,
+        "original_count": mine.get("original_count"),
+        "intersection_count": mine.get("intersection_count"),
+        "output_path": str(output) if output.exists() else None,
+    }
+
+
+KIND = Kind(validate=validate, run=run, uses_spu=True)
