@@ -7,29 +7,18 @@ env file stops the worker at start with every problem listed.
 
 from __future__ import annotations
 
-import json
 import os
-import platform
-import subprocess
 import sys
-from importlib import metadata
 from typing import Any
 
 from celery import Celery, signals, states
 
 from sfnode import supervise
-from sfnode.config import (MAX_DEADLINE_SECONDS, ConfigError, NodeConfig, child_environment,
-                           redact_url)
+from sfnode.broker import (HEALTH_TASK, RESULT_EXPIRES_SECONDS, RUN_JOB_TASK, TASKS,
+                           WIRE_SETTINGS, transport_options)
+from sfnode.config import ConfigError, NodeConfig, redact_url
 from sfnode.federation import FederationError, check_node, load_federation
-
-HEALTH_TASK = "sfnode.health"
-RUN_JOB_TASK = "sfnode.run_job"
-# A task is redelivered only if its worker is lost, never while a job of the
-# longest allowed deadline may still be running.
-VISIBILITY_TIMEOUT_SECONDS = MAX_DEADLINE_SECONDS + 3600
-RESULT_EXPIRES_SECONDS = 7 * 24 * 3600
-PROBE_TIMEOUT_SECONDS = 60
-VERSIONED_DISTRIBUTIONS = ("secretflow", "ray", "click", "celery")
+from sfnode.health import probe_ray, versions
 
 _config: NodeConfig | None = None
 
@@ -43,26 +32,21 @@ def node_config() -> NodeConfig:
 
 
 def celery_settings(config: NodeConfig) -> dict[str, Any]:
-    transport = {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
     return {
         "broker_url": config.redis_url,
         "result_backend": config.result_backend_url,
         "task_default_queue": config.celery_queue,
-        "task_routes": {HEALTH_TASK: {"queue": config.celery_queue},
-                        RUN_JOB_TASK: {"queue": config.celery_queue}},
+        "task_routes": {task: {"queue": config.celery_queue} for task in TASKS},
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
         "task_track_started": True,
         "worker_prefetch_multiplier": 1,
         "worker_concurrency": config.worker_concurrency,
-        "broker_transport_options": dict(transport),
-        "result_backend_transport_options": dict(transport),
+        "broker_transport_options": transport_options(),
+        "result_backend_transport_options": transport_options(),
         "result_expires": RESULT_EXPIRES_SECONDS,
         "result_extended": True,
-        "task_serializer": "json",
-        "result_serializer": "json",
-        "accept_content": ["json"],
-        "result_accept_content": ["json"],
+        **WIRE_SETTINGS,
         "broker_connection_retry_on_startup": True,
         "worker_hijack_root_logger": False,
     }
@@ -117,45 +101,6 @@ def _answer_abandoned_jobs(**_: Any) -> None:
         app.backend.store_result(answer["job_id"], answer, states.SUCCESS)
         print(f"sfnode: job {answer['job_id']} was abandoned by a stopped worker in phase "
               f"{answer['phase']!r}; answered as failed", file=sys.stderr, flush=True)
-
-
-def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in VERSIONED_DISTRIBUTIONS:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def probe_ray(config: NodeConfig, timeout: float | None = None) -> dict[str, Any]:
-    """The Ray head's resources, asked from a subprocess (this worker never joins Ray)."""
-    timeout = PROBE_TIMEOUT_SECONDS if timeout is None else timeout
-    address = config.ray_address
-    env = child_environment(config)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "sfnode.probe", "--address", address],
-            capture_output=True, text=True, timeout=timeout, env=env, check=False,
-            start_new_session=True,
-        )
-    except subprocess.TimeoutExpired:
-        return {"address": address, "resources": None,
-                "error": f"no answer from the Ray head at {address} within {timeout:.0f} s"}
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("{"):
-            try:
-                answer = json.loads(line)
-            except ValueError:
-                break
-            if answer.get("ok"):
-                return {"address": address, "resources": answer.get("resources"),
-                        "nodes": answer.get("nodes")}
-            return {"address": address, "resources": None, "error": answer.get("error")}
-    tail = "\n".join(proc.stderr.splitlines()[-5:])
-    return {"address": address, "resources": None,
-            "error": f"probe exited with code {proc.returncode}: {tail}"}
 
 
 def health_report() -> dict[str, Any]:

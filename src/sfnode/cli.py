@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sfnode.broker import HEALTH_TASK, RUN_JOB_TASK, client_settings
 from sfnode.config import DEFAULT_ENV_FILE, ConfigError, NodeConfig, redact_url
 from sfnode.federation import FederationError, load_federation
 from sfnode.spec import SpecError, expand_spec, validate_spec
@@ -80,18 +81,11 @@ def _client(broker: str, backend: str, queue: str) -> Any:
     from celery import Celery
 
     client = Celery("sfnode-cli", set_as_current=False)
-    client.conf.update(
-        broker_url=broker, result_backend=backend, task_default_queue=queue,
-        task_serializer="json", result_serializer="json", accept_content=["json"],
-        result_accept_content=["json"], broker_connection_retry_on_startup=True,
-        broker_connection_timeout=10, redis_socket_connect_timeout=10,
-    )
+    client.conf.update(client_settings(broker, backend, queue))
     return client
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from sfnode.app import HEALTH_TASK
-
     config = _config(args)
     answer = _call(config.redis_url, config.result_backend_url, config.celery_queue,
                    HEALTH_TASK, [], args.timeout)
@@ -158,8 +152,6 @@ def _call_many(targets: dict[str, tuple[str, str]], queue: str, task: str,
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from sfnode.app import RUN_JOB_TASK
-
     config = _config(args)
     spec = _expanded(args, config)
     parties = [p.get("id") for p in spec.get("parties", []) if isinstance(p, dict)]

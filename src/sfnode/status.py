@@ -10,12 +10,14 @@ from __future__ import annotations
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from sfnode.broker import queue_keys, status_client_settings
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation, FederationError, check_node, load_federation
+from sfnode.health import probe_ray, versions
 from sfnode.netprobe import listening_sockets, port_state
 
 UNITS = {"secretflow-redis.service": "Redis", "secretflow-ray.service": "Ray head",
@@ -25,8 +27,6 @@ RAY_PROBE_TIMEOUT_SECONDS = 60.0
 # A port "reachable" from a peer: the peer's host answered, whether or not
 # something listens (nothing does on a slot no job uses).
 REACHABLE = ("listening", "refused")
-# Celery's Redis transport keeps a queue's priorities in separate lists.
-PRIORITY_SEPARATOR, PRIORITY_STEPS = "\x06\x16", (3, 6, 9)
 # Above this share of maxmemory the broker is close to refusing writes (noeviction).
 REDIS_MEMORY_WARN_SHARE = 0.9
 
@@ -66,10 +66,6 @@ def redis_state(config: NodeConfig) -> dict[str, Any]:
         return {"answers": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def queue_keys(queue: str) -> list[str]:
-    return [queue] + [f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS]
-
-
 def celery_state(config: NodeConfig, timeout: float = CELERY_PING_TIMEOUT_SECONDS) -> dict[str, Any]:
     """Ping this node's worker through its broker; the round trip in ms.
 
@@ -78,8 +74,7 @@ def celery_state(config: NodeConfig, timeout: float = CELERY_PING_TIMEOUT_SECOND
     from celery import Celery
 
     client = Celery("sfnode-status", set_as_current=False)
-    client.conf.update(broker_url=config.redis_url, broker_connection_timeout=5,
-                       broker_connection_retry_on_startup=False)
+    client.conf.update(status_client_settings(config))
     started = time.monotonic()
     try:
         replies = client.control.ping(timeout=timeout, limit=1)
@@ -98,8 +93,6 @@ def celery_state(config: NodeConfig, timeout: float = CELERY_PING_TIMEOUT_SECOND
 def ray_state(config: NodeConfig, timeout: float = RAY_PROBE_TIMEOUT_SECONDS) -> dict[str, Any]:
     """The GCS answers a connection, then the head its resources (the health
     task's probe, a driver that connects and leaves)."""
-    from sfnode.app import probe_ray
-
     host, _, port = config.ray_address.rpartition(":")
     gcs = port_state(host, int(port))
     if gcs != "listening":
@@ -119,13 +112,7 @@ class Probes:
     ray: Callable[[NodeConfig], dict[str, Any]] = ray_state
     listening: Callable[[], set[tuple[str, int]]] = listening_sockets
     port: Callable[[str, int], str] = port_state
-    versions: Callable[[], dict[str, str | None]] = field(default=lambda: _versions())
-
-
-def _versions() -> dict[str, str | None]:
-    from sfnode.app import versions
-
-    return versions()
+    versions: Callable[[], dict[str, str | None]] = versions
 
 
 def redis_port(config: NodeConfig) -> int:

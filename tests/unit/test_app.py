@@ -10,7 +10,9 @@ import pytest
 
 from conftest import env_for, full_spec
 from sfnode import app as app_module
-from sfnode.app import RUN_JOB_TASK, app, celery_settings, run_job_answer
+from sfnode import health as health_module
+from sfnode.app import app, celery_settings, run_job_answer
+from sfnode.broker import RUN_JOB_TASK
 from sfnode.config import NodeConfig
 
 
@@ -76,7 +78,7 @@ def test_health_reports_versions_without_joining_ray(
     config = NodeConfig.from_mapping(env_for(tmp_path, NODE_IP="127.0.0.1",
                                              RAY_PORT=str(closed_port)))
     app_module.use_config(config)
-    monkeypatch.setattr(app_module, "PROBE_TIMEOUT_SECONDS", 5)
+    monkeypatch.setattr(health_module, "PROBE_TIMEOUT_SECONDS", 5)
     ray_loaded = "ray" in sys.modules
     try:
         answer = app.tasks["sfnode.health"].apply().get(timeout=60)

@@ -51,6 +51,10 @@ def test_no_import_cycle() -> None:
 
 @pytest.mark.parametrize(("importer", "imported"), [
     ("sfnode.supervise", "sfnode.runner"),  # the parent of the runner's process
+    ("sfnode.app", "sfnode.probe"),  # the parent of the probe's process
+    ("sfnode.status", "sfnode.probe"),
+    ("sfnode.status", "sfnode.app"),  # app builds a Celery app from the environment at import
+    ("sfnode.cli", "sfnode.app"),
 ])
 def test_forbidden_imports(importer: str, imported: str) -> None:
     assert imported not in GRAPH[importer]
