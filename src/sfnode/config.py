@@ -30,6 +30,8 @@ MAX_DEADLINE_SECONDS = 86400
 MAX_WORKER_CONCURRENCY = 1024
 QUEUE_PATTERN = "[A-Za-z0-9_.-]{1,64}"
 PATH_KEYS = ("FEDERATION_FILE", "DATA_DIR", "JOB_DIR")
+COMPONENT_PATTERN = "[a-z_]+"
+UNIT_PATTERN = r"[A-Za-z0-9@._-]+\.service"
 
 REQUIRED_KEYS = (
     "NODE_ID",
@@ -49,6 +51,8 @@ DEFAULTS = {
     "JOB_DEADLINE_SECONDS": "600",
     "CELERY_QUEUE": "secretflow",
     "WORKER_CONCURRENCY": "1",
+    # The roles name their units (COMPONENT=UNIT,...); none: `sfnode status` checks no unit.
+    "SERVICE_UNITS": "",
 }
 KEYS = REQUIRED_KEYS + tuple(DEFAULTS)
 
@@ -212,6 +216,34 @@ class _EnvReader:
                               "an absolute path")
         return Path(text)
 
+    def service_units(self, key: str) -> tuple[tuple[str, str], ...]:
+        """``COMPONENT=UNIT,...`` as ordered (component, unit) pairs; empty: none."""
+        text = self.text(key)
+        if not text.strip():
+            return ()
+        pairs: list[tuple[str, str]] = []
+        for item in text.split(","):
+            component, sep, unit = (part.strip() for part in item.partition("="))
+            if not sep:
+                self.problems.add(key, text, f"has {item.strip()!r}, which is not "
+                                  "COMPONENT=UNIT; expected comma-separated COMPONENT=UNIT pairs "
+                                  "(e.g. redis=NAME.service)", "COMPONENT=UNIT,...")
+                continue
+            self._unique_name(key, "component", component, COMPONENT_PATTERN,
+                              [c for c, _ in pairs])
+            self._unique_name(key, "unit", unit, UNIT_PATTERN, [u for _, u in pairs])
+            pairs.append((component, unit))
+        return tuple(pairs)
+
+    def _unique_name(self, key: str, what: str, name: str, pattern: str,
+                     taken: list[str]) -> None:
+        if not re.fullmatch(pattern, name):
+            self.problems.add(key, self.text(key), f"names {what} {name!r}; expected a {what} "
+                              f"matching {pattern}", pattern)
+        elif name in taken:
+            self.problems.add(key, self.text(key), f"names {what} {name!r} twice; expected "
+                              f"each {what} once", f"each {what} once")
+
     def redis_url(self, key: str, app_env: str) -> str:
         text = self.text(key)
         if text:
@@ -277,6 +309,8 @@ class NodeConfig:
     job_deadline_seconds: int
     celery_queue: str
     worker_concurrency: int
+    # (component, unit) pairs in the env file's order: the systemd units of this node.
+    service_units: tuple[tuple[str, str], ...] = ()
 
     @property
     def ray_address(self) -> str:
@@ -303,6 +337,7 @@ class NodeConfig:
             _check_port_plan(rayfed_ports, spu_ports, ray_port, concurrency, problems)
         celery_queue = keys.matching("CELERY_QUEUE", QUEUE_PATTERN)
         federation_file, data_dir, job_dir = (keys.absolute_path(k) for k in PATH_KEYS)
+        service_units = keys.service_units("SERVICE_UNITS")
         problems.raise_if_any(lambda found: ConfigError(found, source))
         assert rayfed_ports and spu_ports  # a missing or bad range is a problem raised above
         return cls(node_id=node_id, node_ip=node_ip, app_env=app_env, redis_url=redis_url,
@@ -310,7 +345,7 @@ class NodeConfig:
                    rayfed_ports=rayfed_ports, spu_ports=spu_ports,
                    federation_file=federation_file, data_dir=data_dir, job_dir=job_dir,
                    job_deadline_seconds=deadline, celery_queue=celery_queue,
-                   worker_concurrency=concurrency)
+                   worker_concurrency=concurrency, service_units=service_units)
 
     @classmethod
     def from_env_file(cls, path: str | os.PathLike[str]) -> NodeConfig:
@@ -333,6 +368,7 @@ class NodeConfig:
             "JOB_DEADLINE_SECONDS": str(self.job_deadline_seconds),
             "CELERY_QUEUE": self.celery_queue,
             "WORKER_CONCURRENCY": str(self.worker_concurrency),
+            "SERVICE_UNITS": ",".join(f"{c}={u}" for c, u in self.service_units),
         }
 
 

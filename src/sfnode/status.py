@@ -20,8 +20,8 @@ from sfnode.federation import Federation, FederationError, check_node, load_fede
 from sfnode.health import probe_ray, versions
 from sfnode.netprobe import listening_sockets, port_state
 
-UNITS = {"secretflow-redis.service": "Redis", "secretflow-ray.service": "Ray head",
-         "secretflow-worker.service": "worker"}
+# How a report names a component of SERVICE_UNITS; any other is shown by its own name.
+COMPONENT_LABELS = {"redis": "Redis", "ray_head": "Ray head", "worker": "worker"}
 CELERY_PING_TIMEOUT_SECONDS = 10.0
 RAY_PROBE_TIMEOUT_SECONDS = 60.0
 # A port "reachable" from a peer: the peer's host answered, whether or not
@@ -168,14 +168,14 @@ def reachability(config: NodeConfig, federation: Federation,
 
 
 def node_status(config: NodeConfig, probes: Probes | None = None,
-                units: dict[str, str] | None = None,
                 expect: dict[str, tuple[str, int]] | None = None) -> dict[str, Any]:
     """This node's report: every probe's answer and ``problems``, each a
-    sentence naming the service; ``ok`` when there are none."""
+    sentence naming the service; ``ok`` when there are none. The units are
+    those of the env file's SERVICE_UNITS, in its order."""
     probes = probes or Probes()
-    units = UNITS if units is None else units
     problems: list[str] = []
-    unit_states = {unit: {"what": what, **probes.unit(unit)} for unit, what in units.items()}
+    unit_states = {unit: {"what": COMPONENT_LABELS.get(component, component), **probes.unit(unit)}
+                   for component, unit in config.service_units}
     for unit, state in unit_states.items():
         if state["active"] != "active":
             problems.append(f"{state['what']} ({unit}) is {state['active']} ({state['sub']})")

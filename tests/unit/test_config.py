@@ -115,3 +115,38 @@ def test_concurrency_beyond_slots(tmp_path: Path) -> None:
 def test_redact_url() -> None:
     assert redact_url("redis://:s3cr@t@127.0.0.1:1/0") == "redis://:***@127.0.0.1:1/0"
     assert redact_url("redis://127.0.0.1:1/0") == "redis://127.0.0.1:1/0"
+
+
+def test_service_units_keep_their_order(tmp_path: Path) -> None:
+    env = env_for(tmp_path, SERVICE_UNITS=" worker=w.service , redis=r@1.service")
+    config = NodeConfig.from_mapping(env)
+    assert config.service_units == (("worker", "w.service"), ("redis", "r@1.service"))
+    assert config.to_env()["SERVICE_UNITS"] == "worker=w.service,redis=r@1.service"
+    assert NodeConfig.from_mapping(config.to_env()) == config
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_no_service_units_means_none_to_check(tmp_path: Path, value: str) -> None:
+    assert NodeConfig.from_mapping(env_for(tmp_path, SERVICE_UNITS=value)).service_units == ()
+    env = env_for(tmp_path)
+    del env["SERVICE_UNITS"]
+    assert NodeConfig.from_mapping(env).service_units == ()
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("redis", "SERVICE_UNITS='redis' has 'redis', which is not COMPONENT=UNIT; expected "
+              "comma-separated COMPONENT=UNIT pairs"),
+    ("Redis=r.service", "SERVICE_UNITS='Redis=r.service' names component 'Redis'; expected a "
+                        "component matching [a-z_]+"),
+    ("redis=r.socket", "SERVICE_UNITS='redis=r.socket' names unit 'r.socket'; expected a unit "
+                       r"matching [A-Za-z0-9@._-]+\.service"),
+    ("redis=r.service,redis=s.service", "names component 'redis' twice; expected each "
+                                        "component once"),
+    ("redis=r.service,worker=r.service", "names unit 'r.service' twice; expected each unit once"),
+    ("redis=r.service,", "has '', which is not COMPONENT=UNIT"),
+])
+def test_bad_service_units_are_named(tmp_path: Path, value: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_mapping(env_for(tmp_path, SERVICE_UNITS=value))
+    assert len(err.value.problems) == 1
+    assert problem in err.value.problems[0]

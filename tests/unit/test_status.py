@@ -1,6 +1,7 @@
 """The node status verdict, with stand-in probes (no Redis, Ray or systemd)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,23 @@ def test_a_federation_file_without_this_node_is_a_problem(config: NodeConfig, tm
     config.federation_file.write_text('{"version": 1, "parties": []}')
     report = node_status(config, probes())
     assert report["ok"] is False and report["problems"], report
+
+
+def test_units_come_from_the_config_in_its_order(config: NodeConfig) -> None:
+    units = (("worker", "w.service"), ("metrics", "m.service"), ("redis", "r.service"))
+    report = node_status(replace(config, service_units=units), probes())
+    assert list(report["units"]) == ["w.service", "m.service", "r.service"]
+    assert [u["what"] for u in report["units"].values()] == ["worker", "metrics", "Redis"]
+
+
+def test_a_stopped_unit_is_named_by_its_component(config: NodeConfig) -> None:
+    down = probes(unit=lambda u: {"active": "failed", "sub": "failed", "uptime_seconds": None})
+    report = node_status(replace(config, service_units=(("ray_head", "x-ray.service"),)), down)
+    assert report["problems"] == ["Ray head (x-ray.service) is failed (failed)"]
+
+
+def test_without_units_none_is_asked(config: NodeConfig) -> None:
+    asked: list[str] = []
+    report = node_status(replace(config, service_units=()),
+                         probes(unit=lambda u: asked.append(u) or {}))
+    assert asked == [] and report["units"] == {} and report["ok"] is True
