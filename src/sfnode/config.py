@@ -173,9 +173,7 @@ class _EnvReader:
 
     def choice(self, key: str, choices: tuple[str, ...]) -> str:
         text = self.text(key)
-        if text not in choices:
-            self.problems.add(key, text, f"is not valid; expected one of {', '.join(choices)}",
-                              ", ".join(choices))
+        self.problems.one_of(key, text, choices, "is not valid")
         return text
 
     def matching(self, key: str, pattern: str) -> str:

@@ -11,7 +11,7 @@ federation file and ``job spec field slot: ...`` for a job.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +80,26 @@ class Problems:
     def add(self, field: str, value: Any, reason: str, expected: str) -> None:
         message = self.style.sentence(field, value, reason)
         self.items.append(Problem(field, value, expected, message))
+
+    def one_of(self, field: str, value: Any, choices: Sequence[str], reason: str) -> bool:
+        """Whether ``value`` is one of ``choices``; if not, "<reason>; expected one of ..."."""
+        if value in choices:
+            return True
+        self.add(field, value, f"{reason}; expected one of {', '.join(choices)}",
+                 ", ".join(choices))
+        return False
+
+    def only(self, prefix: str, mapping: Mapping[str, Any], allowed: Sequence[str],
+             reason: str) -> bool:
+        """Whether every key of ``mapping`` is allowed; each other key is a problem of
+        field ``<prefix><key>``: "<reason>; expected only ..."."""
+        ok = True
+        for key in mapping:
+            if key not in allowed:
+                self.add(f"{prefix}{key}", mapping[key], f"{reason}; expected only "
+                         f"{', '.join(allowed)}", ", ".join(allowed))
+                ok = False
+        return ok
 
     @property
     def messages(self) -> list[str]:

@@ -52,6 +52,16 @@ class SpecError(ValueError):
         return [p.to_dict() for p in self.problems]
 
 
+def _spec_problems(data: Any) -> Problems:
+    """The collector of a spec's problems; a spec that is no object is refused at once."""
+    problems = Problems(SPEC_STYLE)
+    if not isinstance(data, Mapping):
+        problems.add("(top level)", data, "is not a JSON object; expected a job spec object",
+                     "a JSON object")
+        problems.raise_if_any(SpecError)
+    return problems
+
+
 # --- expansion -----------------------------------------------------------------------------
 
 
@@ -64,11 +74,7 @@ def expand_spec(
     A spec whose parties are already objects is returned unchanged apart from
     defaults (``deadline_seconds``, ``params``).
     """
-    problems = Problems(SPEC_STYLE)
-    if not isinstance(data, Mapping):
-        problems.add("(top level)", data, "is not a JSON object; expected a job spec object",
-                     "a JSON object")
-        problems.raise_if_any(SpecError)
+    problems = _spec_problems(data)
     spec = copy.deepcopy(dict(data))
     if default_deadline is not None and "deadline_seconds" not in spec:
         spec["deadline_seconds"] = default_deadline
@@ -113,21 +119,13 @@ def validate_spec(
     check_files: bool = True,
 ) -> JobSpec:
     """Validate a full spec for this node; return it normalised or raise :class:`SpecError`."""
-    problems = Problems(SPEC_STYLE)
-    if not isinstance(data, Mapping):
-        problems.add("(top level)", data, "is not a JSON object; expected a job spec object",
-                     "a JSON object")
-        problems.raise_if_any(SpecError)
-
+    problems = _spec_problems(data)
     for node_problem in check_node(config, federation):
         problems.add("(node)", config.node_id,
                      f"cannot run jobs: this node's env file and federation file disagree: "
                      f"{node_problem}", "an env file that matches the federation file")
 
-    for key in data:
-        if key not in TOP_LEVEL_KEYS:
-            problems.add(key, data[key], f"is not a job spec field; expected only "
-                         f"{', '.join(TOP_LEVEL_KEYS)}", ", ".join(TOP_LEVEL_KEYS))
+    problems.only("", data, TOP_LEVEL_KEYS, "is not a job spec field")
 
     job_id = data.get("job_id", MISSING)
     if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id):
@@ -136,9 +134,7 @@ def validate_spec(
 
     registered = kinds.names()
     kind = data.get("kind", MISSING)
-    if kind not in registered:
-        problems.add("kind", kind, f"is not a known job kind; expected one of "
-                     f"{', '.join(registered)}", ", ".join(registered))
+    problems.one_of("kind", kind, registered, "is not a known job kind")
 
     slot = data.get("slot", MISSING)
     slot_ok = is_int(slot) and slot >= 0
@@ -189,12 +185,7 @@ def _validate_parties(raw: Any, slot: int | None, config: NodeConfig, federation
             problems.add(where, item, "is not a party object; expected {id, ip, rayfed_port, "
                          "spu_port} (expand a short spec first)", "a party object")
             continue
-        ok = True
-        for key in item:
-            if key not in PARTY_KEYS:
-                problems.add(f"{where}.{key}", item[key], f"is not a party field; expected only "
-                             f"{', '.join(PARTY_KEYS)}", ", ".join(PARTY_KEYS))
-                ok = False
+        ok = problems.only(f"{where}.", item, PARTY_KEYS, "is not a party field")
         pid = item.get("id", MISSING)
         if not isinstance(pid, str) or not NODE_ID_RE.fullmatch(pid):
             problems.add(f"{where}.id", pid, f"is not a valid party id; expected "

@@ -246,9 +246,8 @@ def _timeout_answer(spec: JobSpec, config: NodeConfig, status: Mapping[str, Any]
                       for p in spec.peers(config.node_id)]
         answer["silent_peers"] = silent
         if silent:
-            names = ", ".join(f"{p['id']} ({p['address']})" for p in silent)
             detail = (f": these peers never answered on their rayfed port (their job has not "
-                      f"reached sf.init, or the port is blocked): {names}")
+                      f"reached sf.init, or the port is blocked): {_named(silent)}")
         else:
             detail = (": every peer answered on its rayfed port, but sf.init did not complete "
                       "(check the peers' job logs)")
@@ -261,11 +260,14 @@ def _timeout_answer(spec: JobSpec, config: NodeConfig, status: Mapping[str, Any]
                   if not tcp_port_open(p.ip, p.rayfed_port, PEER_PROBE_TIMEOUT_SECONDS)]
         answer["silent_peers"] = silent
         if silent:
-            names = ", ".join(f"{p['id']} ({p['address']})" for p in silent)
             detail = (f": these peers no longer answer on their rayfed port (stopped, or their "
-                      f"job ended): {names}")
+                      f"job ended): {_named(silent)}")
     answer.update(ok=False, error=f"{head}{detail}; {tail}")
     return answer
+
+
+def _named(peers: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{p['id']} ({p['address']})" for p in peers)
 
 
 def _runner_alive(pid: Any, job_id: str) -> bool:

@@ -25,7 +25,7 @@ ECHO = textwrap.dedent('''
 
 
     def validate(params: dict[str, Any], check: ParamCheck) -> dict[str, Any]:
-        check.only(params, ("text",))
+        check.known_params(params, ("text",))
         text = params.get("text", "")
         if not isinstance(text, str):
             check.add("params.text", text, "is not valid; expected a string", "a string")

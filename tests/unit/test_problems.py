@@ -60,3 +60,16 @@ def test_is_int_refuses_bools() -> None:
 
 def test_port_slots_are_the_shorter_range() -> None:
     assert port_slots(PortRange(20000, 20031), PortRange(21000, 21009)) == 10
+
+
+def test_one_of_and_only_word_their_expectations() -> None:
+    problems = Problems(SPEC_STYLE)
+    assert problems.one_of("kind", "ping", ("ping", "psi"), "is not a known job kind")
+    assert not problems.one_of("kind", ["ping"], ("ping", "psi"), "is not a known job kind")
+    assert problems.only("parties[0].", {"id": 1}, ("id", "ip"), "is not a party field")
+    assert not problems.only("parties[0].", {"id": 1, "port": 2}, ("id", "ip"),
+                             "is not a party field")
+    assert problems.messages == [
+        "job spec field kind: ['ping'] is not a known job kind; expected one of ping, psi",
+        "job spec field parties[0].port: 2 is not a party field; expected only id, ip"]
+    assert [p.expected for p in problems] == ["ping, psi", "id, ip"]

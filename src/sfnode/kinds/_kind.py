@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,13 +30,21 @@ class ParamCheck:
         """A problem of field ``field`` (``params.x``, ...); see :meth:`Problems.add`."""
         self.problems.add(field, value, reason, expected)
 
-    def only(self, params: dict[str, Any], allowed: tuple[str, ...]) -> None:
+    def one_of(self, field: str, value: Any, choices: Sequence[str], reason: str) -> bool:
+        """Whether ``value`` is one of ``choices``; if not, "<reason>; expected one of ..."."""
+        return self.problems.one_of(field, value, choices, reason)
+
+    def known_params(self, params: dict[str, Any], allowed: tuple[str, ...]) -> None:
         """Every parameter not in ``allowed`` is a problem."""
         expected = ", ".join(allowed) if allowed else "no parameters"
         for key in params:
             if key not in allowed:
                 self.add(f"params.{key}", params[key], f"is not a parameter of kind {self.kind}; "
                          f"expected {expected}", expected)
+
+    def of_parties(self, field: str, mapping: Mapping[str, Any]) -> None:
+        """A per-party param (``{party: ...}``): every key not a party of the job is a problem."""
+        self.problems.only(f"{field}.", mapping, self.party_ids, "is for a party not in the job")
 
 
 # params -> the params normalised (defaults filled in); problems go to the ParamCheck.

@@ -12,7 +12,7 @@ from sfnode.sfargs import JobContext
 
 
 def validate(params: dict[str, Any], check: ParamCheck) -> dict[str, Any]:
-    check.only(params, ())
+    check.known_params(params, ())
     return {}
 
 

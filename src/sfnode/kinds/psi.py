@@ -43,18 +43,14 @@ def data_path(config: NodeConfig, relative: str) -> Path:
 
 def validate(params: dict[str, Any], check: ParamCheck) -> dict[str, Any]:
     ids = check.party_ids
-    check.only(params, PARAMS)
+    check.known_params(params, PARAMS)
     if len(ids) != 2:
         check.add("parties", ids, f"has {len(ids)} parties; expected exactly 2 for kind psi",
                   "exactly 2 parties")
     protocol = params.get("protocol", DEFAULT_PSI_PROTOCOL)
-    if protocol not in PSI_PROTOCOLS:
-        check.add("params.protocol", protocol, f"is not a PSI protocol; expected one of "
-                  f"{', '.join(PSI_PROTOCOLS)}", ", ".join(PSI_PROTOCOLS))
+    check.one_of("params.protocol", protocol, PSI_PROTOCOLS, "is not a PSI protocol")
     receiver = params.get("receiver", MISSING)
-    if receiver not in ids:
-        check.add("params.receiver", receiver, f"is not a party of the job; expected one of "
-                  f"{', '.join(ids)}", ", ".join(ids))
+    check.one_of("params.receiver", receiver, ids, "is not a party of the job")
     broadcast = params.get("broadcast_result", True)
     if not isinstance(broadcast, bool):
         check.add("params.broadcast_result", broadcast, "is not valid; expected true or false",
@@ -69,10 +65,7 @@ def _check_inputs(inputs: Any, check: ParamCheck) -> dict[str, dict[str, Any]]:
         check.add("params.inputs", inputs, f"is not valid; expected an object with "
                   f"{{path, keys}} for each party ({', '.join(ids)})", "{party: {path, keys}}")
         return {}
-    for pid in inputs:
-        if pid not in ids:
-            check.add(f"params.inputs.{pid}", inputs[pid], f"is for a party not in the job; "
-                      f"expected only {', '.join(ids)}", ", ".join(ids))
+    check.of_parties("params.inputs", inputs)
     clean: dict[str, dict[str, Any]] = {}
     for pid in ids:
         entry = _check_input(f"params.inputs.{pid}", pid, inputs.get(pid, MISSING),
@@ -95,10 +88,7 @@ def _check_input(where: str, pid: str, entry: Any, any_given: bool,
             check.add(where, entry, "is not valid; expected {\"path\": \"relative/file.csv\", "
                       "\"keys\": [\"id\"]}", "{path, keys}")
         return None
-    for key in entry:
-        if key not in INPUT_FIELDS:
-            check.add(f"{where}.{key}", entry[key], f"is not an input field; expected only "
-                      f"{', '.join(INPUT_FIELDS)}", ", ".join(INPUT_FIELDS))
+    check.problems.only(f"{where}.", entry, INPUT_FIELDS, "is not an input field")
     path = _check_relative_path(f"{where}.path", entry.get("path", MISSING), check)
     keys = entry.get("keys", MISSING)
     keys_ok = (

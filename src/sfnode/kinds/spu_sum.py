@@ -23,17 +23,15 @@ SPU_SUM_LIMIT = 2**31 - 1
 
 
 def validate(params: dict[str, Any], check: ParamCheck) -> dict[str, Any]:
-    check.only(params, ("values", "protocol"))
+    check.known_params(params, ("values", "protocol"))
     protocol = params.get("protocol", DEFAULT_SPU_PROTOCOL)
     _check_protocol(protocol, check)
     return {"values": _check_values(params.get("values", MISSING), check), "protocol": protocol}
 
 
 def _check_protocol(protocol: Any, check: ParamCheck) -> None:
-    names = ", ".join(SPU_PROTOCOLS)
-    if not isinstance(protocol, str) or protocol not in SPU_PROTOCOLS:
-        check.add("params.protocol", protocol, f"is not an SPU protocol; expected one of {names}",
-                  names)
+    if not check.one_of("params.protocol", protocol, tuple(SPU_PROTOCOLS),
+                        "is not an SPU protocol"):
         return
     needs, has = SPU_PROTOCOLS[protocol], len(check.party_ids)
     if needs is not None and has != needs:
@@ -61,10 +59,7 @@ def _check_values(values: Any, check: ParamCheck) -> dict[str, int]:
         check.add("params.values", values, f"could overflow: the sum of absolute values "
                   f"exceeds {SPU_SUM_LIMIT}; expected values whose sum fits a 32-bit "
                   "integer (SPU reveals int32 here)", f"|sum| <= {SPU_SUM_LIMIT}")
-    for pid in values:
-        if pid not in ids:
-            check.add(f"params.values.{pid}", values[pid], f"is for a party not in the job; "
-                      f"expected only {', '.join(ids)}", ", ".join(ids))
+    check.of_parties("params.values", values)
     return clean
 
 
