@@ -9,7 +9,7 @@ containers sff-demo-alice and sff-demo-bob) and measures, side by side:
 each a) through the platform (``sfnode submit SPEC`` started on both parties
 at once: broker, Celery worker, supervised runner process) and b) as a bare
 SecretFlow script started by hand on both parties at once, with the same
-``sf.init``/``sf.SPU`` arguments that src/sfnode/kinds.py builds, on another
+``sf.init``/``sf.SPU`` arguments that src/sfnode/sfargs.py builds, on another
 port slot. The wall time of one run is from its start until both parties
 have returned. Runs are sequential and alternate platform/bare.
 
@@ -66,7 +66,7 @@ PHASES = ("import", "init", "run", "shutdown")
 
 # The bare job, run by the node venv's Python (3.10) as user secretflow. Its one
 # argument is a JSON object built by bare_config(); the sf.init, sf.SPU and
-# spu.psi arguments in it are those of src/sfnode/kinds.py.
+# spu.psi arguments in it are those of src/sfnode/sfargs.py and kinds/psi.py.
 BARE_SCRIPT = r'''
 import json, os, sys, threading, time, traceback
 
@@ -286,7 +286,7 @@ def load_federation() -> Federation:
     return federation
 
 
-# --- what the bare script gets: the arguments src/sfnode/kinds.py builds -----------------
+# --- what the bare script gets: the arguments src/sfnode/sfargs.py builds ----------------
 
 
 def sf_init_kwargs(fed: Federation, party: str, job_name: str, slot: int) -> dict[str, Any]:

@@ -1,9 +1,25 @@
 """sfnode: the worker app of a SecretFlow federation node.
 
-One module per concern: ``config`` (the env file), ``federation`` (the
-federation file), ``spec`` (job specs), ``runner`` and ``kinds`` (the job's own
-process), ``supervise`` (its parent side), ``app`` (Celery), ``probe`` (Ray
-resources), ``cli`` (the ``sfnode`` command).
+One module per concern; imports only go down this list (a module imports
+only modules listed above it):
+
+- ``problems``: the one problems collector and its error (every problem of an input at once)
+- ``netprobe``: TCP probes (port open, how a host answers, what listens here)
+- ``jobdir``: the job directory protocol between supervisor and runner (files, atomic writes)
+- ``config``: this node's env file (``NodeConfig``, port ranges and slots, unit names)
+- ``federation``: the federation file (every party's address and port ranges)
+- ``jobspec``: a validated job spec (``JobSpec``, ``PartySpec``)
+- ``sfargs``: SecretFlow's arguments built from a job (``sf.init``, ``sf.SPU``), ``JobContext``
+- ``kinds``: the job kinds, one module each (params check + run function), found by discovery
+- ``spec``: expand and validate job specs (generic fields, then the kind's own check)
+- ``runner``: the job's own process (``python -m sfnode.runner``)
+- ``supervise``: its parent side (slot lock, deadline, answers), called by the Celery task
+- ``broker``: the Celery wire (task names, JSON-only settings, timeouts)
+- ``health``: versions of the venv and the Ray head's resources (via ``python -m sfnode.probe``)
+- ``probe``: the Ray probe's own process
+- ``app``: the Celery app (``celery -A sfnode.app worker``)
+- ``status``: ``sfnode status``, one node's state and verdict
+- ``cli``: the ``sfnode`` command
 """
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@ borrows from the process it starts or from the Celery app."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,23 @@ def test_no_import_cycle() -> None:
 
     for name in GRAPH:
         visit(name, ())
+
+
+def layer(module: str) -> str:
+    """The top-level module of the package that ``module`` belongs to (``sfnode.kinds.psi``:
+    ``sfnode.kinds``)."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_imports_go_down_the_module_map_of_the_package_docstring() -> None:
+    order = [f"sfnode.{name}" for name in re.findall(r"^- ``(\w+)``", sfnode.__doc__ or "", re.M)]
+    assert sorted(order) == sorted({layer(m) for m in MODULES} - {"sfnode", "sfnode.__main__"})
+    for module, targets in GRAPH.items():
+        if layer(module) not in order:
+            continue
+        for target in targets - {"sfnode"}:
+            if layer(target) != layer(module):
+                assert order.index(layer(target)) < order.index(layer(module)), (module, target)
 
 
 @pytest.mark.parametrize(("importer", "imported"), [
