@@ -21,6 +21,10 @@ stage() {
 
 stage lint ansible-lint
 stage unit python -m pytest -q tests/unit tests/static
+# The nodes' wheelhouse, downloaded once before the scenarios start: the
+# federation scenario mounts it into its hosts, and on a bare machine nothing
+# else would have put it there in time.
+stage wheelhouse ansible-playbook playbooks/wheelhouse.yml -e "@$SFF_CACHE/python/standin-vars.yml"
 # The scenarios use their own containers and networks: they run side by side
 # (much of their time is spent waiting on installs and job deadlines). Each
 # one's output goes to build/test-logs/<scenario>.log and is printed whole.

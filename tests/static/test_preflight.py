@@ -7,6 +7,7 @@ nothing is changed anywhere, and no container is needed.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -184,11 +185,50 @@ def test_a_damaged_bundle_of_another_system_is_refused(tmp_path: Path) -> None:
                           check=True).stdout
     (bundle / "SHA256SUMS").write_text(sums)
     (bundle / "debs.tar").write_bytes(b"packages, altered")
-    result = preflight(tmp_path, redis_password="a" * 32, node_bundle_dir=str(bundle))
+    pinned = hashlib.sha256(sums.encode()).hexdigest()  # the pin of the bundle before it was altered
+    result = preflight(tmp_path, redis_password="a" * 32, node_bundle_dir=str(bundle), node_bundle_sha256=pinned)
     output = " ".join((result.stdout + result.stderr).split())
     assert result.returncode != 0, output
+    assert f"node_bundle_sha256 pins '{pinned}'" not in output, output[-3000:]  # SHA256SUMS itself is intact
     for fragment in (f"the bundle node_bundle_dir '{bundle}' fails its checksums (debs.tar: FAILED",
                      f"'{bundle}' is for Debian 11 x86_64, but the host runs Debian 12",
                      "has no Python archive for python_version",
                      "has no wheelhouse of the current lock"):
+        assert fragment in output, f"{fragment!r} not in:\n{output[-3000:]}"
+
+
+def test_a_bundle_whose_sums_differ_from_the_pinned_ones_is_refused(tmp_path: Path) -> None:
+    """A bundle substituted whole: its files match its own SHA256SUMS, but that
+    file is not the one the inventory pins."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "MANIFEST.yml").write_text(yaml.safe_dump({"system": "Debian 12", "architecture": "x86_64"}))
+    sums = subprocess.run(["sha256sum", "MANIFEST.yml"], cwd=bundle, capture_output=True, text=True,
+                          check=True).stdout
+    (bundle / "SHA256SUMS").write_text(sums)
+    actual = hashlib.sha256(sums.encode()).hexdigest()
+    result = preflight(tmp_path, redis_password="a" * 32, node_bundle_dir=str(bundle), node_bundle_sha256="0" * 64)
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output
+    assert "fails its checksums" not in output, output[-3000:]
+    assert (f"the bundle node_bundle_dir '{bundle}' has SHA256SUMS of sha256 {actual}, but node_bundle_sha256 pins "
+            f"'{'0' * 64}'") in output, output[-3000:]
+
+
+def test_settings_that_would_inject_text_into_unit_files_and_redis_conf_are_refused(tmp_path: Path) -> None:
+    """A newline or a space in a value that a template writes as is: each named."""
+    result = preflight(tmp_path, redis_password="a" * 32,
+                       redis_maxmemory="1gb\nslaveof 192.0.2.99 6379",
+                       node_data_dir="/var/lib/secret flow",
+                       ray_head_memory_max="75%\nExecStartPre=/bin/sh",
+                       ray_head_extra_args=["--num-gpus=0", "--foo bar"],
+                       celery_worker_queue="q\nUser=root")
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output
+    # (a newline is shown escaped; the fragments stop before it)
+    for fragment in ("party alice: redis_maxmemory is '1gb", "slaveof 192.0.2.99 6379'; valid: a size such as 256mb",
+                     "party alice: node_data_dir is '/var/lib/secret flow'; valid: an absolute path",
+                     "party alice: ray_head_memory_max is '75%", "ExecStartPre=/bin/sh'; valid: bytes",
+                     "party alice: ray_head_extra_args is '--foo bar'; valid: arguments without spaces",
+                     "party alice: celery_worker_queue is 'q", "User=root'; valid: 1 to 64 letters"):
         assert fragment in output, f"{fragment!r} not in:\n{output[-3000:]}"

@@ -7,7 +7,11 @@ The node has no route out, so the upgrade comes as an operator of such a site
 would bring it: a new bundle built with the new pins and their lock."""
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import subprocess
+import sys
 
 import pytest
 
@@ -24,11 +28,17 @@ RESTARTED = ("secretflow-ray.service", "secretflow-worker.service")
 
 @pytest.fixture(scope="module")
 def new_lock(tmp_path_factory):
-    """The lock of the new pins: the closure is the same but for click."""
+    """The lock of the new pins: the closure is the same but for click (with
+    the sha256 of its wheel, as scripts/lock-requirements.sh writes it)."""
     locks = tmp_path_factory.mktemp("locks")
-    text = LOCK.read_text()
-    assert "\nclick==8.2.1\n" in text
-    (locks / LOCK.name).write_text(text.replace("\nclick==8.2.1\n", "\nclick==8.5.1\n"))
+    wheels = tmp_path_factory.mktemp("click")
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                    "-d", str(wheels), "click==8.5.1"], check=True, timeout=300)
+    digest = hashlib.sha256(next(wheels.glob("click-8.5.1-*.whl")).read_bytes()).hexdigest()
+    text, count = re.subn(r"^click==8\.2\.1 --hash=sha256:[0-9a-f]{64}$",
+                          f"click==8.5.1 --hash=sha256:{digest}", LOCK.read_text(), flags=re.M)
+    assert count == 1
+    (locks / LOCK.name).write_text(text)
     return locks
 
 
@@ -92,23 +102,33 @@ def test_a_changed_pin_switches_to_a_new_venv_and_back(host, new_lock):
     assert sorted(host.file(VENVS).listdir()) == sorted([old.rsplit("/", 1)[1], upgraded.rsplit("/", 1)[1]])
 
 
-def test_a_failed_install_leaves_the_running_node_untouched(host, tmp_path):
-    """A new pinned set whose wheels the source lacks (here: a wheel mirror
-    with nothing in it): pip fails on the host after the new venv was begun;
-    the active venv, the services and the worker's answers stay as they were."""
+def test_a_substituted_wheel_is_refused_and_leaves_the_running_node_untouched(host, tmp_path):
+    """A wheel mirror that serves other files under the lock's names (a
+    substituted wheel): pip refuses them by their sha256 after the new venv
+    was begun; the active venv, the services and the worker's answers stay as
+    they were."""
     locks = tmp_path / "locks"
     locks.mkdir()
-    # a lock of its own (same closure, other content): a new venv is built
-    (locks / LOCK.name).write_text(LOCK.read_text() + "# the failed-install test's lock\n")
+    # a lock of its own with just the pins (preflight asks for them), their hashes kept
+    pins = [line for line in LOCK.read_text().splitlines()
+            if re.match(r"(secretflow==1\.12\.0b0|click==8\.2\.1|celery==5\.6\.1) ", line)]
+    assert len(pins) == 3
+    (locks / LOCK.name).write_text("\n".join(pins) + "\n")
+    mirror = "/srv/substituted-wheel-mirror"
+    host.run(f"mkdir -p {mirror}")
+    for wheel in ("secretflow-1.12.0b0-cp310-cp310-manylinux2014_x86_64.whl", "click-8.2.1-py3-none-any.whl",
+                  "celery-5.6.1-py3-none-any.whl"):
+        assert host.run(f"echo not the locked wheel > {mirror}/{wheel}").rc == 0
     active, stamps = active_venv(host), start_stamps(host)
     before = complete_venvs(host)
     run = run_site("-e", json.dumps({
         "secretflow_runtime_lock_dir": str(locks), "node_bundle_dir": "",
         "secretflow_runtime_install_source": "index", "secretflow_runtime_pip_no_index": True,
-        "secretflow_runtime_pip_find_links": ["/srv/empty-wheel-mirror"]}))
+        "secretflow_runtime_pip_find_links": [mirror]}))
     output = run.stdout + run.stderr
     assert run.returncode != 0, output[-3000:]
-    assert "Venv | install the pinned set" in output and "Cannot install secretflow==1.12.0b0" in output, output[-3000:]
+    assert "Venv | install the pinned set" in output, output[-3000:]
+    assert "DO NOT MATCH THE HASHES" in output and "--require-hashes" in output, output[-3000:]
     assert active_venv(host) == active
     assert start_stamps(host) == stamps
     for unit in UNITS:

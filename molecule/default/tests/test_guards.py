@@ -1,0 +1,105 @@
+"""What a node refuses or hides even from its own operator's mistakes: a job
+id that would write outside the job store, an upload through a symlink the
+service user planted, the broker password in a --check --diff preview or on
+a command line during a restart."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+
+from conftest import CACHE, ROOT, run_playbook, run_site
+
+FEDERATION_FILE = "/etc/secretflow/federation.json"
+SUBMITTED = "/var/lib/secretflow-submitted"
+
+
+def redis_password(host) -> str:
+    for line in host.file("/etc/secretflow/redis.conf").content_string.splitlines():
+        if line.startswith("requirepass "):
+            return line.split(" ", 1)[1]
+    raise AssertionError("redis.conf has no requirepass")
+
+
+def test_a_traversing_job_id_is_refused_before_any_file_is_written(host, tmp_path):
+    before = host.file(FEDERATION_FILE).sha256sum
+    spec = tmp_path / "evil.json"
+    spec.write_text(json.dumps({"job_id": "../../../../../etc/secretflow/federation", "kind": "ping",
+                                "parties": ["alice", "bob"]}))
+    run = run_playbook("playbooks/job.yml", "-e", f"job_spec={spec}")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output[-3000:]
+    assert "job spec field job_id: '../../../../../etc/secretflow/federation' is not a valid job id" in output, \
+        output[-3000:]
+    assert host.file(FEDERATION_FILE).sha256sum == before
+    assert host.run(f"find {SUBMITTED} /var/lib/secretflow -name '*.json' -newer {FEDERATION_FILE}").stdout == ""
+
+
+def test_an_upload_through_a_planted_symlink_is_refused(host, tmp_path):
+    """The service user links a data directory to /etc/systemd/system: the
+    upload is refused, nothing lands there, and the target keeps its owner."""
+    src = tmp_path / "unit.csv"
+    src.write_text("id\n1\n")
+    link = "/var/lib/secretflow/data/planted"
+    assert host.run(f"runuser -u secretflow -- ln -sfn /etc/systemd/system {link}").rc == 0
+    try:
+        run = run_playbook("playbooks/upload.yml", "-e", f"src={src}", "-e", "dest=planted/evil.service")
+        output = run.stdout + run.stderr
+        assert run.returncode != 0, output[-3000:]
+        assert f"dest 'planted/evil.service' passes through a symlink ({link})" in output, output[-3000:]
+        assert not host.file("/etc/systemd/system/evil.service").exists
+        assert host.file("/etc/systemd/system").user == "root"
+    finally:
+        host.run(f"rm -f {link}")
+
+
+def test_an_upload_is_written_by_the_service_user(host, tmp_path):
+    src = tmp_path / "ids.csv"
+    src.write_text("id\n1\n2\n")
+    run = run_playbook("playbooks/upload.yml", "-e", f"src={src}", "-e", "dest=guards/ids.csv")
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    written = host.file("/var/lib/secretflow/data/guards/ids.csv")
+    assert (written.user, written.group, written.mode) == ("secretflow", "secretflow", 0o640)
+    assert written.content_string == "id\n1\n2\n"
+    assert host.file("/var/lib/secretflow/data/guards").user == "secretflow"
+    host.run("rm -rf /var/lib/secretflow/data/guards")
+
+
+def test_a_check_diff_preview_of_a_broker_change_shows_no_password(host):
+    password = redis_password(host)
+    run = run_site("--check", "--diff", "-e", json.dumps({"redis_maxmemory": "128mb",
+                                                            "celery_worker_concurrency": 1}))
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output[-3000:]
+    # the preview did see both files change...
+    assert "TASK [redis : Config (holds the password)]" in output
+    assert "changed: [sff-alice]" in output
+    # ...and printed neither the password nor a URL holding it
+    assert password not in output
+    assert "requirepass" not in output
+
+
+def test_no_command_line_holds_the_password_during_a_restart(host):
+    """restart.yml waits on Redis with the password: sample every process's
+    command line on the node while it runs."""
+    password = redis_password(host)
+    proc = subprocess.Popen(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(ROOT / "playbooks" / "restart.yml"),
+         "-e", f"@{CACHE / 'python' / 'standin-vars.yml'}", "-vvv"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles")})
+    samples = 0
+    seen = []
+    deadline = time.monotonic() + 600
+    while proc.poll() is None and time.monotonic() < deadline:
+        out = host.run("ps -eo args").stdout
+        samples += 1
+        if password in out:
+            seen.append(next(line for line in out.splitlines() if password in line))
+        time.sleep(0.2)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output[-3000:]
+    assert samples > 20
+    assert seen == []
+    assert password not in output  # -vvv shows module arguments
