@@ -39,9 +39,10 @@ def table() -> str:
 def main(argv: list[str]) -> int:
     if argv[:1] == ["--check"]:
         text = Path(argv[1]).read_text()
+        # exactly one table: a second marker would hide a stale copy after the first
         current = text[text.index(BEGIN): text.index(END) + len(END)] if BEGIN in text else ""
-        if current != table():
-            print(f"{argv[1]}: the variable table differs from the argument specs; "
+        if text.count(BEGIN) != 1 or text.count(END) != 1 or current != table():
+            print(f"{argv[1]}: the variable table (one begin and one end marker) differs from the argument specs; "
                   "regenerate it with python scripts/variables_table.py", file=sys.stderr)
             return 1
         return 0
