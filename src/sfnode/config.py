@@ -49,6 +49,9 @@ REQUIRED_KEYS = (
 DEFAULTS = {
     "APP_ENV": "production",
     "JOB_DEADLINE_SECONDS": "600",
+    # The longest deadline this node accepts from a spec: a stalled peer holds
+    # a slot (and a worker process) until the deadline.
+    "JOB_MAX_DEADLINE_SECONDS": "3600",
     "CELERY_QUEUE": "secretflow",
     "WORKER_CONCURRENCY": "1",
     # The roles name their units (COMPONENT=UNIT,...); none: `sfnode status` checks no unit.
@@ -309,6 +312,7 @@ class NodeConfig:
     worker_concurrency: int
     # (component, unit) pairs in the env file's order: the systemd units of this node.
     service_units: tuple[tuple[str, str], ...] = ()
+    job_max_deadline_seconds: int = MAX_DEADLINE_SECONDS
 
     @property
     def ray_address(self) -> str:
@@ -328,7 +332,8 @@ class NodeConfig:
         redis_url = keys.redis_url("REDIS_URL", app_env)
         result_backend_url = keys.redis_url("RESULT_BACKEND_URL", app_env)
         ray_port = keys.integer("RAY_PORT", 1, PORT_MAX)
-        deadline = keys.integer("JOB_DEADLINE_SECONDS", 1, MAX_DEADLINE_SECONDS)
+        max_deadline = keys.integer("JOB_MAX_DEADLINE_SECONDS", 1, MAX_DEADLINE_SECONDS)
+        deadline = keys.integer("JOB_DEADLINE_SECONDS", 1, max_deadline or MAX_DEADLINE_SECONDS)
         concurrency = keys.integer("WORKER_CONCURRENCY", 1, MAX_WORKER_CONCURRENCY)
         rayfed_ports, spu_ports = keys.port_range("RAYFED_PORTS"), keys.port_range("SPU_PORTS")
         if rayfed_ports and spu_ports:
@@ -343,7 +348,8 @@ class NodeConfig:
                    rayfed_ports=rayfed_ports, spu_ports=spu_ports,
                    federation_file=federation_file, data_dir=data_dir, job_dir=job_dir,
                    job_deadline_seconds=deadline, celery_queue=celery_queue,
-                   worker_concurrency=concurrency, service_units=service_units)
+                   worker_concurrency=concurrency, service_units=service_units,
+                   job_max_deadline_seconds=max_deadline)
 
     @classmethod
     def from_env_file(cls, path: str | os.PathLike[str]) -> NodeConfig:
@@ -364,6 +370,7 @@ class NodeConfig:
             "DATA_DIR": str(self.data_dir),
             "JOB_DIR": str(self.job_dir),
             "JOB_DEADLINE_SECONDS": str(self.job_deadline_seconds),
+            "JOB_MAX_DEADLINE_SECONDS": str(self.job_max_deadline_seconds),
             "CELERY_QUEUE": self.celery_queue,
             "WORKER_CONCURRENCY": str(self.worker_concurrency),
             "SERVICE_UNITS": ",".join(f"{c}={u}" for c, u in self.service_units),

@@ -143,10 +143,12 @@ def validate_spec(
                      "an integer >= 0")
 
     deadline = data.get("deadline_seconds", config.job_deadline_seconds)
-    if not is_int(deadline) or not 1 <= deadline <= MAX_DEADLINE_SECONDS:
+    longest = config.job_max_deadline_seconds
+    if not is_int(deadline) or not 1 <= deadline <= longest:
         problems.add("deadline_seconds", deadline,
-                     f"is not a valid deadline; expected an integer of seconds in "
-                     f"1..{MAX_DEADLINE_SECONDS}", f"1..{MAX_DEADLINE_SECONDS}")
+                     f"is not a valid deadline; expected an integer of seconds in 1..{longest} "
+                     f"(party {config.node_id} accepts at most {longest} s: its "
+                     f"JOB_MAX_DEADLINE_SECONDS)", f"1..{longest}")
 
     parties = _validate_parties(data.get("parties", MISSING), slot if slot_ok else None,
                                 config, federation, problems)

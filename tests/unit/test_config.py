@@ -150,3 +150,12 @@ def test_bad_service_units_are_named(tmp_path: Path, value: str, problem: str) -
         NodeConfig.from_mapping(env_for(tmp_path, SERVICE_UNITS=value))
     assert len(err.value.problems) == 1
     assert problem in err.value.problems[0]
+
+
+def test_a_default_deadline_above_the_node_maximum_is_refused(tmp_path: Path) -> None:
+    env = env_for(tmp_path)
+    bad = {**env, "JOB_MAX_DEADLINE_SECONDS": "900", "JOB_DEADLINE_SECONDS": "1200"}
+    with pytest.raises(ConfigError) as caught:
+        NodeConfig.from_mapping(bad)
+    assert "JOB_DEADLINE_SECONDS='1200' is not valid; expected an integer in 1..900" in str(caught.value)
+    assert NodeConfig.from_mapping({**env, "JOB_MAX_DEADLINE_SECONDS": "7200"}).job_max_deadline_seconds == 7200

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Any
 
 import pytest
@@ -87,11 +89,21 @@ def test_slot_must_fit_every_participant(config: NodeConfig, federation: Federat
     assert "expected 0..3" in problems["slot"].message
 
 
-@pytest.mark.parametrize("deadline", [0, -5, 86401, "60", True])
+@pytest.mark.parametrize("deadline", [0, -5, 3601, 86400, "60", True])
 def test_deadline_range(config: NodeConfig, federation: Federation, deadline: Any) -> None:
+    """The node's own maximum (JOB_MAX_DEADLINE_SECONDS, 3600 by default) bounds a spec's deadline."""
     err = one_problem(full_spec(deadline_seconds=deadline), config, federation)
     assert err.field == "deadline_seconds" and err.value == deadline
-    assert "1..86400" in str(err)
+    assert err.expected == "1..3600"
+    assert "party alice accepts at most 3600 s: its JOB_MAX_DEADLINE_SECONDS" in str(err)
+
+
+def test_a_node_with_a_higher_maximum_accepts_a_longer_deadline(config: NodeConfig,
+                                                                federation: Federation) -> None:
+    longer = dataclasses.replace(config, job_max_deadline_seconds=7200)
+    assert validate_spec(full_spec(deadline_seconds=7200), longer, federation).deadline_seconds == 7200
+    err = one_problem(full_spec(deadline_seconds=7201), longer, federation)
+    assert err.expected == "1..7200"
 
 
 def test_deadline_defaults_to_config(config: NodeConfig, federation: Federation) -> None:
