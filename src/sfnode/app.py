@@ -97,10 +97,16 @@ def _answer_abandoned_jobs(**_: Any) -> None:
     """
     if _config is None:
         return
-    for answer in supervise.reap_abandoned(_config):
+
+    def answered(job_id: str) -> bool:
+        return app.backend.get_task_meta(job_id).get("status") != states.PENDING
+
+    for answer in supervise.reap_abandoned(_config, answered, RESULT_EXPIRES_SECONDS):
         app.backend.store_result(answer["job_id"], answer, states.SUCCESS)
-        print(f"sfnode: job {answer['job_id']} was abandoned by a stopped worker in phase "
-              f"{answer['phase']!r}; answered as failed", file=sys.stderr, flush=True)
+        what = ("had finished but its answer was never stored; answered from its result"
+                if answer.get("recovered") else "was abandoned by a stopped worker; answered as failed")
+        print(f"sfnode: job {answer['job_id']} {what} (phase {answer['phase']!r})",
+              file=sys.stderr, flush=True)
 
 
 def health_report() -> dict[str, Any]:

@@ -159,6 +159,8 @@ def run_job(
     try:
         lock.acquire()
     except SlotBusy as exc:
+        if exc.holder == spec.job_id:
+            return _adopt_running(spec, config, lock, grace_seconds, poll_seconds, started)
         return _failure(
             spec_data, config, "validate",
             f"slot {spec.slot} on party {config.node_id} is busy with job {exc.holder!r}; "
@@ -197,7 +199,50 @@ def _run_locked(spec: JobSpec, config: NodeConfig, lock: SlotLock, runner_comman
             kill_process_group(proc, grace_seconds)
             break
         time.sleep(poll_seconds)
+    return _answer(spec, config, workdir, started, timed_out, f"code {proc.returncode}")
 
+
+def _adopt_running(spec: JobSpec, config: NodeConfig, lock: SlotLock, grace_seconds: float,
+                   poll_seconds: float, started: float) -> dict[str, Any]:
+    """The job's own runner still holds its slot: the worker process that started it was
+    lost and Celery redelivered the task. Wait for that runner (to the job's deadline,
+    counted from when it began) and answer with its result, instead of "slot busy"."""
+    workdir = jobdir.workdir(config.job_dir, spec.job_id)
+    timed_out = False
+    while True:
+        try:
+            lock.acquire()
+            break  # the runner has ended: its slot is free
+        except SlotBusy as exc:
+            if exc.holder != spec.job_id:  # taken by another job since: ours is long gone
+                break
+        status = read_json(workdir / STATUS_NAME) or {}
+        phases = [t for t in (status.get("phases") or {}).values() if isinstance(t, (int, float))]
+        if phases and time.time() >= min(phases) + spec.deadline_seconds:
+            timed_out = True
+            _kill_runner(status.get("pid"), spec.job_id, grace_seconds)
+        time.sleep(poll_seconds)
+    try:
+        return {**_answer(spec, config, workdir, started, timed_out, "an unknown code"),
+                "adopted": True}
+    finally:
+        lock.release()
+
+
+def _kill_runner(pid: Any, job_id: str, grace_seconds: float) -> None:
+    """SIGTERM, then SIGKILL, the process group of ``job_id``'s runner (not a reused pid)."""
+    for sig, pause in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 0.0)):
+        if not _runner_alive(pid, job_id):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+        time.sleep(pause)
+
+
+def _answer(spec: JobSpec, config: NodeConfig, workdir: Path, started: float, timed_out: bool,
+            exit_code: str) -> dict[str, Any]:
+    """The answer of a job whose runner has ended, from its work dir."""
+    log_path = workdir / LOG_NAME
     base = {"job_id": spec.job_id, "party": config.node_id, "kind": spec.kind,
             "workdir": str(workdir)}
     status = read_json(workdir / STATUS_NAME) or {}
@@ -208,7 +253,7 @@ def _run_locked(spec: JobSpec, config: NodeConfig, lock: SlotLock, runner_comman
     if not isinstance(result, dict) or not result.get("final"):
         phase = status.get("phase") or "start"
         return {**base, "ok": False, "phase": phase,
-                "error": f"the runner exited with code {proc.returncode} in phase {phase!r} "
+                "error": f"the runner exited with {exit_code} in phase {phase!r} "
                          f"without writing a final result; the end of {log_path}:\n"
                          f"{_tail(log_path)}",
                 "seconds": seconds}
@@ -281,13 +326,17 @@ def _runner_alive(pid: Any, job_id: str) -> bool:
     return RUNNER_MODULE in cmdline and job_id in cmdline
 
 
-def reap_abandoned(config: NodeConfig) -> list[dict[str, Any]]:
+def reap_abandoned(config: NodeConfig, answered: Callable[[str], bool] = lambda _job_id: True,
+                   within_seconds: float = 0.0) -> list[dict[str, Any]]:
     """Jobs whose worker stopped while they ran, found when a worker starts.
 
     Such a job has a work dir without a final result. Its runner, if it is
     still there, is killed with its whole group; the job is then recorded as
     failed (a redelivered task replays that) and answered, so the submitter
-    learns what happened instead of waiting for nothing.
+    learns what happened instead of waiting for nothing. A job whose runner
+    finished (final result) in the last ``within_seconds`` but whose answer
+    never reached the result backend (``answered(job_id)`` is false: the
+    worker died between the two) is answered from its result.
     """
     answers: list[dict[str, Any]] = []
     if not config.job_dir.is_dir():
@@ -298,6 +347,10 @@ def reap_abandoned(config: NodeConfig) -> list[dict[str, Any]]:
             continue
         result = read_json(workdir / RESULT_NAME)
         if isinstance(result, dict) and result.get("final"):
+            recent = time.time() - (workdir / RESULT_NAME).stat().st_mtime <= within_seconds
+            if recent and not answered(spec["job_id"]):
+                answers.append({**_answer(JobSpec.from_dict(spec), config, workdir, time.monotonic(),
+                                          False, "an unknown code"), "recovered": True})
             continue
         job_id = spec["job_id"]
         status = read_json(workdir / STATUS_NAME) or {}

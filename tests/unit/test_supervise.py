@@ -230,3 +230,48 @@ def test_a_worker_start_answers_jobs_its_predecessor_abandoned(config: NodeConfi
     replay = run_job(full_spec() | {"job_id": "gone-1"}, config, federation=federation,
                      runner_command=standin(SUCCEEDS))
     assert replay["ok"] is False and replay.get("replayed") is True, replay
+
+
+def test_a_finished_job_whose_answer_was_never_stored_is_answered_at_worker_start(
+        config: NodeConfig) -> None:
+    """The worker died after the runner's final result but before Celery stored
+    the answer: the next worker answers from the result (recent ones only)."""
+    _abandoned(config, "unanswered-1", "done", final=True)
+    _abandoned(config, "answered-1", "done", final=True)
+    old = _abandoned(config, "old-1", "done", final=True)
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old / "result.json", (two_days_ago, two_days_ago))
+    stored = {"answered-1"}
+    answers = supervise.reap_abandoned(config, lambda job_id: job_id in stored, within_seconds=86400)
+    assert [a["job_id"] for a in answers] == ["unanswered-1"]
+    answer = answers[0]
+    assert answer["ok"] is True and answer["recovered"] is True and answer["phase"] == "done"
+    assert answer["party"] == "alice" and answer["workdir"] == str(config.job_dir / "unanswered-1")
+    # without a backend to ask (the default), a finished job is never answered again
+    assert supervise.reap_abandoned(config) == []
+
+
+def test_a_redelivered_job_waits_for_its_own_runner_instead_of_calling_its_slot_busy(
+        config: NodeConfig, federation: Federation, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lost pool child's task comes back while the runner it started still
+    holds the slot: the retry answers with that runner's result."""
+    monkeypatch.setenv("STANDIN_SLEEP", "2")
+    first: dict[str, Any] = {}
+    spec = full_spec(job_id="redelivered-1")
+    thread = threading.Thread(target=lambda: first.update(run_job(
+        spec, config, federation=federation, runner_command=standin(SUCCEEDS), poll_seconds=0.05)))
+    thread.start()
+    lock_file = config.job_dir / ".slots" / "0.lock"
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not (
+            lock_file.exists() and lock_file.read_text() == "redelivered-1"):
+        time.sleep(0.02)
+    retry = run_job(spec, config, federation=federation, runner_command=standin(SUCCEEDS),
+                    poll_seconds=0.05)
+    thread.join()
+    assert retry["ok"] is True and retry["adopted"] is True, retry
+    assert retry["result"]["spec"] == "redelivered-1"
+    assert first["ok"] is True
+    # the slot is free again
+    assert run_job(full_spec(job_id="after-1"), config, federation=federation,
+                   runner_command=standin(SUCCEEDS), poll_seconds=0.05)["ok"] is True
