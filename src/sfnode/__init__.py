@@ -7,6 +7,7 @@ only modules listed above it):
 - ``netprobe``: TCP probes (port open, how a host answers, what listens here)
 - ``jobdir``: the job directory protocol between supervisor and runner (files, atomic writes)
 - ``config``: this node's env file (``NodeConfig``, port ranges and slots, unit names)
+- ``retention``: what a node keeps on disk (finished jobs' work dirs, Ray's old session logs)
 - ``federation``: the federation file (every party's address and port ranges)
 - ``jobspec``: a validated job spec (``JobSpec``, ``PartySpec``)
 - ``sfargs``: SecretFlow's arguments built from a job (``sf.init``, ``sf.SPU``), ``JobContext``

@@ -7,13 +7,14 @@ env file stops the worker at start with every problem listed.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
 
 from celery import Celery, signals, states
 
-from sfnode import supervise
+from sfnode import retention, supervise
 from sfnode.broker import (HEALTH_TASK, RESULT_EXPIRES_SECONDS, RUN_JOB_TASK, TASKS,
                            WIRE_SETTINGS, transport_options)
 from sfnode.config import ConfigError, NodeConfig, redact_url
@@ -101,6 +102,7 @@ def _answer_abandoned_jobs(**_: Any) -> None:
     def answered(job_id: str) -> bool:
         return app.backend.get_task_meta(job_id).get("status") != states.PENDING
 
+    retention.prune(_config)
     for answer in supervise.reap_abandoned(_config, answered, RESULT_EXPIRES_SECONDS):
         app.backend.store_result(answer["job_id"], answer, states.SUCCESS)
         what = ("had finished but its answer was never stored; answered from its result"
@@ -142,6 +144,10 @@ def run_job_answer(spec: Any) -> dict[str, Any]:
         return {"ok": False, "job_id": spec.get("job_id") if isinstance(spec, dict) else None,
                 "party": config.node_id, "phase": "supervise",
                 "error": f"{type(exc).__name__}: {exc}", "problems": []}
+    finally:
+        # after every job, so the disk never fills between worker starts
+        with contextlib.suppress(OSError):
+            retention.prune(config, keep=[spec.get("job_id")] if isinstance(spec, dict) else [])
 
 
 health = app.task(name=HEALTH_TASK)(health_report)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sfnode.broker import HEALTH_TASK, RUN_JOB_TASK, client_settings
 from sfnode.config import DEFAULT_ENV_FILE, ConfigError, NodeConfig, redact_url
@@ -54,11 +55,24 @@ def _expanded(args: argparse.Namespace, config: NodeConfig) -> dict[str, Any]:
 
 
 def _parse_party_urls(items: Sequence[str], option: str) -> dict[str, str]:
+    """``PARTY=URL`` (a URL without a password) or ``PARTY=@FILE`` (the URL read from FILE):
+    a password on the command line would show in ``ps`` and shell histories."""
     urls: dict[str, str] = {}
     for item in items:
         party, sep, url = item.partition("=")
         if not sep or not party or not url:
-            raise UsageError(f"{option} {item!r} is not PARTY=URL (e.g. bob=redis://:pw@host:port/0)")
+            raise UsageError(f"{option} {item!r} is not PARTY=@FILE (a file holding the URL, "
+                             f"e.g. redis://:PASSWORD@host:port/0) or PARTY=URL")
+        if url.startswith("@"):
+            try:
+                url = Path(url[1:]).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise UsageError(f"{option} {party}=@{url[1:]}: cannot read the URL file: "
+                                 f"{exc.strerror or exc}") from exc
+        elif urlsplit(url).password is not None:
+            raise UsageError(f"{option} {party}={redact_url(url)}: a password on the command line "
+                             f"shows in ps and shell histories; put the URL in a file readable "
+                             f"only by you and give {option} {party}=@FILE")
         urls[party] = url
     return urls
 
@@ -168,7 +182,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         if backend is None and party == config.node_id and broker == config.redis_url:
             backend = config.result_backend_url
         if backend is None:
-            raise UsageError(f"--broker {party}=... needs --backend {party}=URL: the result "
+            raise UsageError(f"--broker {party}=... needs --backend {party}=@FILE: the result "
                              f"backend of {party}'s worker (its RESULT_BACKEND_URL)")
         targets[party] = (broker, backend)
 
@@ -184,6 +198,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
     ok = bool(results) and all(r.get("ok") for r in results.values())
     _print_json({"job_id": spec.get("job_id"), "ok": ok, "results": results})
     return EXIT_OK if ok else EXIT_FAILED
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from sfnode.retention import prune
+
+    removed = prune(_config(args))
+    _print_json({"removed": [str(path) for path in removed]})
+    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -214,9 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_env(sub.add_parser("submit", help="send a job to the participants' workers"))
     p.add_argument("spec", type=Path, help="job spec (short or full) JSON file")
-    p.add_argument("--broker", action="append", default=[], metavar="PARTY=URL",
-                   help="send to this party's broker (repeatable; default: only this node's)")
-    p.add_argument("--backend", action="append", default=[], metavar="PARTY=URL",
+    p.add_argument("--broker", action="append", default=[], metavar="PARTY=@FILE",
+                   help="send to this party's broker, PARTY=@FILE with the URL in FILE (repeatable; "
+                        "default: only this node's)")
+    p.add_argument("--backend", action="append", default=[], metavar="PARTY=@FILE",
                    help="result backend of a --broker party (default for this node: "
                         "RESULT_BACKEND_URL)")
     p.add_argument("--timeout", type=float, default=None,
@@ -229,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--expect", action="append", default=[], metavar="NAME=ADDRESS:PORT",
                    help="a socket that must listen, besides Redis and the Ray GCS (repeatable)")
     p.set_defaults(func=cmd_status)
+
+    p = with_env(sub.add_parser("prune", help="remove finished jobs' work dirs and Ray's old "
+                                              "session logs past the node's retention"))
+    p.set_defaults(func=cmd_prune)
 
     p = with_env(sub.add_parser("validate", help="validate a job spec on this node"))
     p.add_argument("spec", type=Path)

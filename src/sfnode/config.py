@@ -56,6 +56,12 @@ DEFAULTS = {
     "WORKER_CONCURRENCY": "1",
     # The roles name their units (COMPONENT=UNIT,...); none: `sfnode status` checks no unit.
     "SERVICE_UNITS": "",
+    # Finished jobs' work dirs are kept this long, and all of them together at
+    # most this size (the oldest go first); Ray's old session logs this long.
+    "JOB_RETENTION_DAYS": "14",
+    "JOB_RETENTION_MB": "20480",
+    # Ray's temp dir (its session logs); empty: none are pruned.
+    "RAY_TEMP_DIR": "",
 }
 KEYS = REQUIRED_KEYS + tuple(DEFAULTS)
 
@@ -313,6 +319,9 @@ class NodeConfig:
     # (component, unit) pairs in the env file's order: the systemd units of this node.
     service_units: tuple[tuple[str, str], ...] = ()
     job_max_deadline_seconds: int = MAX_DEADLINE_SECONDS
+    job_retention_days: int = 14
+    job_retention_mb: int = 20480
+    ray_temp_dir: Path | None = None
 
     @property
     def ray_address(self) -> str:
@@ -341,6 +350,9 @@ class NodeConfig:
         celery_queue = keys.matching("CELERY_QUEUE", QUEUE_PATTERN)
         federation_file, data_dir, job_dir = (keys.absolute_path(k) for k in PATH_KEYS)
         service_units = keys.service_units("SERVICE_UNITS")
+        retention_days = keys.integer("JOB_RETENTION_DAYS", 1, 3650)
+        retention_mb = keys.integer("JOB_RETENTION_MB", 1, 2**31)
+        ray_temp_dir = keys.absolute_path("RAY_TEMP_DIR") if keys.text("RAY_TEMP_DIR") else None
         problems.raise_if_any(lambda found: ConfigError(found, source))
         assert rayfed_ports and spu_ports  # a missing or bad range is a problem raised above
         return cls(node_id=node_id, node_ip=node_ip, app_env=app_env, redis_url=redis_url,
@@ -349,7 +361,8 @@ class NodeConfig:
                    federation_file=federation_file, data_dir=data_dir, job_dir=job_dir,
                    job_deadline_seconds=deadline, celery_queue=celery_queue,
                    worker_concurrency=concurrency, service_units=service_units,
-                   job_max_deadline_seconds=max_deadline)
+                   job_max_deadline_seconds=max_deadline, job_retention_days=retention_days,
+                   job_retention_mb=retention_mb, ray_temp_dir=ray_temp_dir)
 
     @classmethod
     def from_env_file(cls, path: str | os.PathLike[str]) -> NodeConfig:
@@ -374,6 +387,9 @@ class NodeConfig:
             "CELERY_QUEUE": self.celery_queue,
             "WORKER_CONCURRENCY": str(self.worker_concurrency),
             "SERVICE_UNITS": ",".join(f"{c}={u}" for c, u in self.service_units),
+            "JOB_RETENTION_DAYS": str(self.job_retention_days),
+            "JOB_RETENTION_MB": str(self.job_retention_mb),
+            "RAY_TEMP_DIR": str(self.ray_temp_dir or ""),
         }
 
 

@@ -7,6 +7,7 @@ what it could not find out is a problem in the report.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +30,19 @@ RAY_PROBE_TIMEOUT_SECONDS = 60.0
 REACHABLE = ("listening", "refused")
 # Above this share of maxmemory the broker is close to refusing writes (noeviction).
 REDIS_MEMORY_WARN_SHARE = 0.9
+# Below this much free space where jobs write (and, on one filesystem, Redis's
+# AOF), the node is about to fail jobs and lose the queue's durability.
+DISK_FREE_MIN_BYTES = 1024**3
+DISK_FREE_MIN_SHARE = 0.05
+
+
+def disk_state(config: NodeConfig) -> dict[str, Any]:
+    """Free space on the filesystem of the job directory."""
+    try:
+        usage = shutil.disk_usage(config.job_dir)
+    except OSError as exc:
+        return {"path": str(config.job_dir), "error": f"{type(exc).__name__}: {exc}"}
+    return {"path": str(config.job_dir), "free_bytes": usage.free, "total_bytes": usage.total}
 
 
 def unit_state(unit: str) -> dict[str, Any]:
@@ -113,6 +127,7 @@ class Probes:
     listening: Callable[[], set[tuple[str, int]]] = listening_sockets
     port: Callable[[str, int], str] = port_state
     versions: Callable[[], dict[str, str | None]] = versions
+    disk: Callable[[NodeConfig], dict[str, Any]] = disk_state
 
 
 def redis_port(config: NodeConfig) -> int:
@@ -203,6 +218,14 @@ def node_status(config: NodeConfig, probes: Probes | None = None,
     else:
         celery = {"answers": False, "error": "not asked: its broker does not answer"}
 
+    disk = probes.disk(config)
+    if "error" in disk:
+        problems.append(f"disk: cannot tell the free space of {disk['path']}: {disk['error']}")
+    elif disk["free_bytes"] < max(DISK_FREE_MIN_BYTES, DISK_FREE_MIN_SHARE * disk["total_bytes"]):
+        problems.append(f"disk: {disk['free_bytes']} of {disk['total_bytes']} bytes free on "
+                        f"{disk['path']}; jobs fail and Redis's append-only file stops when it is "
+                        "full (lower JOB_RETENTION_MB/DAYS, or free space)")
+
     listening = probes.listening()
     expected = expected_sockets(config, expect)
     problems.extend(socket_problems(config, listening, expected))
@@ -229,6 +252,7 @@ def node_status(config: NodeConfig, probes: Probes | None = None,
         "redis": redis,
         "ray": ray,
         "celery": celery,
+        "disk": disk,
         "sockets": {"expected": {k: f"{a}:{p}" for k, (a, p) in expected.items()},
                     "listens": {k: bool({(a, p), ("0.0.0.0", p), ("::", p)} & listening)
                                 for k, (a, p) in expected.items()},

@@ -58,7 +58,7 @@ def test_submit_rejects_broker_of_non_participant(env_file: Path, tmp_path: Path
                                                   capsys: pytest.CaptureFixture[str]) -> None:
     spec = write(tmp_path, "s.json", SHORT)
     code = main(["submit", str(spec), "--env-file", str(env_file), "--broker",
-                 "carol=redis://:pw@127.0.0.1:6379/0"])
+                 "carol=redis://127.0.0.1:6379/0"])
     assert code == 2
     assert "'carol' is not a party of job 'ping-7'" in capsys.readouterr().err
 
@@ -66,7 +66,28 @@ def test_submit_rejects_broker_of_non_participant(env_file: Path, tmp_path: Path
 def test_submit_needs_backend_for_other_party(env_file: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     spec = write(tmp_path, "s.json", SHORT)
-    code = main(["submit", str(spec), "--env-file", str(env_file), "--broker",
-                 "bob=redis://:pw@127.0.0.1:6479/0"])
+    url = write(tmp_path, "bob.url", "redis://:pw@127.0.0.1:6479/0\n")
+    code = main(["submit", str(spec), "--env-file", str(env_file), "--broker", f"bob=@{url}"])
     assert code == 2
-    assert "needs --backend bob=URL" in capsys.readouterr().err
+    assert "needs --backend bob=@FILE" in capsys.readouterr().err
+
+
+def test_submit_refuses_a_password_on_the_command_line(env_file: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write(tmp_path, "s.json", SHORT)
+    code = main(["submit", str(spec), "--env-file", str(env_file), "--broker",
+                 "bob=redis://:s3cret-pass@127.0.0.1:6479/0"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--broker bob=redis://:***@127.0.0.1:6479/0: a password on the command line" in err
+    assert "give --broker bob=@FILE" in err
+    assert "s3cret-pass" not in err
+
+
+def test_submit_reads_a_url_file_it_cannot_open_as_a_usage_error(env_file: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    spec = write(tmp_path, "s.json", SHORT)
+    code = main(["submit", str(spec), "--env-file", str(env_file), "--broker",
+                 f"bob=@{tmp_path / 'absent.url'}"])
+    assert code == 2
+    assert "cannot read the URL file" in capsys.readouterr().err

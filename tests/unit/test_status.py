@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sfnode.config import NodeConfig
-from sfnode.status import Probes, node_status, parse_expect
+from sfnode.status import Probes, disk_state, node_status, parse_expect
 
 HEALTHY_SOCKETS = {("127.0.0.1", 60379), ("10.89.0.2", 61379)}
 
@@ -23,6 +23,7 @@ def probes(**overrides: Any) -> Probes:
         "listening": lambda: set(HEALTHY_SOCKETS),
         "port": lambda ip, port: "refused",
         "versions": lambda: {"python": "3.10.16"},
+        "disk": lambda cfg: {"path": str(cfg.job_dir), "free_bytes": 50 * 1024**3, "total_bytes": 100 * 1024**3},
     }
     base.update(overrides)
     return Probes(**base)
@@ -57,6 +58,12 @@ def test_a_healthy_node_reports_ok_with_every_peer_in_the_matrix(config: NodeCon
     ({"listening": lambda: HEALTHY_SOCKETS | {("0.0.0.0", 60379)}}, "redis: listens on 0.0.0.0:60379"),
     ({"port": lambda ip, port: "filtered" if ip == "10.89.0.3" and port == 21000 else "refused"},
      "spu port 21000 of bob (10.89.0.3): filtered from alice"),
+    # 4 GiB free is below 5% of 100 GiB
+    ({"disk": lambda cfg: {"path": "/var/lib/secretflow/jobs", "free_bytes": 4 * 1024**3,
+                           "total_bytes": 100 * 1024**3}},
+     "disk: 4294967296 of 107374182400 bytes free on /var/lib/secretflow/jobs"),
+    ({"disk": lambda cfg: {"path": "/var/lib/secretflow/jobs", "error": "FileNotFoundError: gone"}},
+     "disk: cannot tell the free space of /var/lib/secretflow/jobs"),
 ])
 def test_each_fault_is_named(config: NodeConfig, overrides: dict, expected: str) -> None:
     report = node_status(config, probes(**overrides))
@@ -118,3 +125,10 @@ def test_without_units_none_is_asked(config: NodeConfig) -> None:
     report = node_status(replace(config, service_units=()),
                          probes(unit=lambda u: asked.append(u) or {}))
     assert asked == [] and report["units"] == {} and report["ok"] is True
+
+
+def test_free_space_is_reported(config: NodeConfig, tmp_path: Path) -> None:
+    report = node_status(config, probes(disk=disk_state))
+    disk = report["disk"]
+    assert disk["path"] == str(config.job_dir)
+    assert 0 < disk["free_bytes"] <= disk["total_bytes"]
