@@ -60,9 +60,13 @@ def test_an_upload_is_written_by_the_service_user(host, tmp_path):
     run = run_playbook("playbooks/upload.yml", "-e", f"src={src}", "-e", "dest=guards/ids.csv")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     written = host.file("/var/lib/secretflow/data/guards/ids.csv")
-    assert (written.user, written.group, written.mode) == ("secretflow", "secretflow", 0o640)
+    # the Ray head's group may read it (its actors read inputs), not write it
+    assert (written.user, written.group, written.mode) == ("secretflow", "secretflow-ray", 0o640)
     assert written.content_string == "id\n1\n2\n"
-    assert host.file("/var/lib/secretflow/data/guards").user == "secretflow"
+    directory = host.file("/var/lib/secretflow/data/guards")
+    assert (directory.user, directory.group, directory.mode) == ("secretflow", "secretflow-ray", 0o2750)
+    assert host.run("runuser -u secretflow-ray -- cat /var/lib/secretflow/data/guards/ids.csv").rc == 0
+    assert host.run("runuser -u secretflow-ray -- sh -c 'echo x >> /var/lib/secretflow/data/guards/ids.csv'").rc != 0
     host.run("rm -rf /var/lib/secretflow/data/guards")
 
 
@@ -103,3 +107,22 @@ def test_no_command_line_holds_the_password_during_a_restart(host):
     assert samples > 20
     assert seen == []
     assert password not in output  # -vvv shows module arguments
+
+
+def test_the_ray_head_runs_as_its_own_user_who_cannot_read_the_broker_password(host):
+    raylet = host.run("ps -o user= -C raylet").stdout.split()
+    assert raylet and set(raylet) == {"secretflow-ray"}, raylet
+    denied = host.run("runuser -u secretflow-ray -- cat /etc/secretflow/node.env")
+    assert denied.rc != 0 and "Permission denied" in denied.stderr
+    assert host.run("runuser -u secretflow-ray -- cat /etc/secretflow/redis.conf").rc != 0
+    # the worker's user reads it (the worker's own configuration)
+    assert host.run("runuser -u secretflow -- cat /etc/secretflow/node.env").rc == 0
+
+
+def test_inputs_are_read_only_to_both_services(host):
+    for unit in ("secretflow-ray.service", "secretflow-worker.service"):
+        paths = host.check_output(f"systemctl show -p ReadOnlyPaths --value {unit}")
+        assert "/var/lib/secretflow/data" in paths.split(), (unit, paths)
+    data = host.file("/var/lib/secretflow/data")
+    assert (data.user, data.group, data.mode) == ("secretflow", "secretflow-ray", 0o2750)
+    assert host.run("runuser -u secretflow-ray -- touch /var/lib/secretflow/data/planted").rc != 0
