@@ -28,7 +28,7 @@ def test_a_traversing_job_id_is_refused_before_any_file_is_written(host, tmp_pat
     spec.write_text(json.dumps({"job_id": "../../../../../etc/secretflow/federation", "kind": "ping",
                                 "parties": ["alice", "bob"]}))
     run = run_playbook("playbooks/job.yml", "-e", f"job_spec={spec}")
-    output = run.stdout + run.stderr
+    output = " ".join((run.stdout + run.stderr).split())
     assert run.returncode != 0, output[-3000:]
     assert "job spec field job_id: '../../../../../etc/secretflow/federation' is not a valid job id" in output, \
         output[-3000:]
@@ -45,7 +45,7 @@ def test_an_upload_through_a_planted_symlink_is_refused(host, tmp_path):
     assert host.run(f"runuser -u secretflow -- ln -sfn /etc/systemd/system {link}").rc == 0
     try:
         run = run_playbook("playbooks/upload.yml", "-e", f"src={src}", "-e", "dest=planted/evil.service")
-        output = run.stdout + run.stderr
+        output = " ".join((run.stdout + run.stderr).split())
         assert run.returncode != 0, output[-3000:]
         assert f"dest 'planted/evil.service' passes through a symlink ({link})" in output, output[-3000:]
         assert not host.file("/etc/systemd/system/evil.service").exists
