@@ -12,7 +12,6 @@ from typing import Any
 
 REACHABLE = ("listening", "refused")
 # The order a block lists them in (sfnode prints its JSON with sorted keys).
-UNIT_ORDER = ("secretflow-redis.service", "secretflow-ray.service", "secretflow-worker.service")
 VERSION_ORDER = ("python", "secretflow", "ray", "click", "celery")
 
 
@@ -92,7 +91,8 @@ def _bytes(value: Any) -> str:
 def _block(pid: str, r: dict[str, Any]) -> list[str]:
     lines = [f"== {pid} ({r.get('node_ip', '?')}): {'ok' if r.get('ok') else 'UNHEALTHY'}"]
     units = []
-    for unit, u in _ordered(r.get("units") or {}, UNIT_ORDER):
+    # units in the report's order: the node's SERVICE_UNITS (redis, ray_head, worker)
+    for unit, u in (r.get("units") or {}).items():
         up = _duration(u.get("uptime_seconds"))
         state = u.get("active") if u.get("active") == "active" else str(u.get("active")).upper()
         units.append(f"{u.get('what', unit)} {state}" + (f" (up {up})" if up else f" ({u.get('sub')})"))
