@@ -67,7 +67,10 @@ def test_status_of_a_healthy_federation(three_parties):
     assert run.returncode == 0, out[-6000:]
     for pid in PARTIES:
         assert re.search(rf"^== {pid} \([0-9.]+\): ok$", out, re.M), out[-6000:]
-    assert out.count("units:    Redis active") == 3, out
+    # every party's units, in the order its report gives them
+    units = [line for line in out.splitlines() if line.startswith("units:    ")]
+    assert len(units) == 3, out
+    assert all(f"{what} active" in line for line in units for what in ("Redis", "Ray head", "worker")), units
     for version in VERSIONS:
         assert out.count(version) == 3, (version, out)
     assert out.count("redis:    answers with the password") == 3, out
