@@ -22,8 +22,8 @@ from typing import Any
 # same values in the env file and the federation file).
 try:
     from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN
-except ImportError:  # a controller venv without the app installed: the app is this repository's src/
-    sys.path.append(str(Path(__file__).resolve().parents[3] / "src"))
+except ImportError:  # a controller venv without the app installed: use the checkout's
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "src"))
     from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN
 
 RANGES = ("node_rayfed_ports", "node_spu_ports")
