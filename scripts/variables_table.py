@@ -28,7 +28,10 @@ def table() -> str:
         main = yaml.safe_load(spec_file.read_text())["argument_specs"].get("main")
         if not main:
             continue
+        role = spec_file.parent.parent.name
         for name, entry in main["options"].items():
+            if not name.startswith(role + "_"):
+                continue  # another role's variable, read by this one: that role's row says it
             default = "(required)" if entry.get("required") else _cell(entry.get("default", ""))
             description = " ".join(str(entry.get("description", "")).split()).replace("|", "\\|")
             rows.append(f"| `{name}` | {default} | {description} |")

@@ -12,7 +12,6 @@ from typing import Any
 
 REACHABLE = ("listening", "refused")
 # The order a block lists them in (sfnode prints its JSON with sorted keys).
-UNIT_ORDER = ("secretflow-redis.service", "secretflow-ray.service", "secretflow-worker.service")
 VERSION_ORDER = ("python", "secretflow", "ray", "click", "celery")
 
 
@@ -89,10 +88,35 @@ def _bytes(value: Any) -> str:
     return "?"
 
 
+def _redis(redis: dict[str, Any]) -> str:
+    aof = "on" if redis.get("aof_enabled") else "OFF"
+    if redis.get("aof_enabled") and redis.get("aof_last_write_status") not in (None, "ok"):
+        aof += f" (last write {redis['aof_last_write_status']})"
+    return (f"answers with the password, memory {_bytes(redis.get('used_memory'))} of "
+            f"{_bytes(redis.get('maxmemory'))} ({redis.get('maxmemory_policy')}), AOF {aof}, "
+            f"queue {redis.get('queue_length')}")
+
+
+def _ray(ray: dict[str, Any]) -> str:
+    res = ray.get("resources") or {}
+    return (f"GCS {ray.get('address')} alive, CPU {res.get('CPU', '?')}, object store "
+            f"{_bytes(res.get('object_store_memory'))}, memory {_bytes(res.get('memory'))}, "
+            f"nodes {ray.get('nodes', '?')}")
+
+
+def _celery(celery: dict[str, Any]) -> str:
+    return f"answers a ping in {celery.get('round_trip_ms')} ms ({', '.join(celery.get('workers') or [])})"
+
+
+# A report's probes, each a line: its label, then what it found when the service answered.
+PROBES = (("redis", "redis:    ", _redis), ("ray", "ray head: ", _ray), ("celery", "worker:   ", _celery))
+
+
 def _block(pid: str, r: dict[str, Any]) -> list[str]:
     lines = [f"== {pid} ({r.get('node_ip', '?')}): {'ok' if r.get('ok') else 'UNHEALTHY'}"]
     units = []
-    for unit, u in _ordered(r.get("units") or {}, UNIT_ORDER):
+    # units in the report's order: the node's SERVICE_UNITS (redis, ray_head, worker)
+    for unit, u in (r.get("units") or {}).items():
         up = _duration(u.get("uptime_seconds"))
         state = u.get("active") if u.get("active") == "active" else str(u.get("active")).upper()
         units.append(f"{u.get('what', unit)} {state}" + (f" (up {up})" if up else f" ({u.get('sub')})"))
@@ -100,33 +124,10 @@ def _block(pid: str, r: dict[str, Any]) -> list[str]:
         lines.append("units:    " + ", ".join(units))
     if r.get("versions"):
         lines.append("versions: " + ", ".join(f"{k} {v or 'MISSING'}" for k, v in _ordered(r["versions"], VERSION_ORDER)))
-    redis = r.get("redis")
-    if redis is not None:
-        if redis.get("answers"):
-            aof = "on" if redis.get("aof_enabled") else "OFF"
-            if redis.get("aof_enabled") and redis.get("aof_last_write_status") not in (None, "ok"):
-                aof += f" (last write {redis['aof_last_write_status']})"
-            lines.append(f"redis:    answers with the password, memory {_bytes(redis.get('used_memory'))} of "
-                         f"{_bytes(redis.get('maxmemory'))} ({redis.get('maxmemory_policy')}), AOF {aof}, "
-                         f"queue {redis.get('queue_length')}")
-        else:
-            lines.append(f"redis:    NO ANSWER ({redis.get('error')})")
-    ray = r.get("ray")
-    if ray is not None:
-        if ray.get("answers"):
-            res = ray.get("resources") or {}
-            lines.append(f"ray head: GCS {ray.get('address')} alive, CPU {res.get('CPU', '?')}, object store "
-                         f"{_bytes(res.get('object_store_memory'))}, memory {_bytes(res.get('memory'))}, "
-                         f"nodes {ray.get('nodes', '?')}")
-        else:
-            lines.append(f"ray head: NO ANSWER ({ray.get('error')})")
-    celery = r.get("celery")
-    if celery is not None:
-        if celery.get("answers"):
-            lines.append(f"worker:   answers a ping in {celery.get('round_trip_ms')} ms "
-                         f"({', '.join(celery.get('workers') or [])})")
-        else:
-            lines.append(f"worker:   NO ANSWER ({celery.get('error')})")
+    for key, label, answered in PROBES:
+        probe = r.get(key)
+        if probe is not None:
+            lines.append(label + (answered(probe) if probe.get("answers") else f"NO ANSWER ({probe.get('error')})"))
     sockets = r.get("sockets")
     if sockets:
         listens = sockets.get("listens") or {}

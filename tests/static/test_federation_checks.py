@@ -86,3 +86,20 @@ def test_every_problem_is_reported_at_once():
 
 def test_a_lone_party_may_use_loopback():
     assert checks.federation_problems([party("alice", ip="127.0.0.1")]) == []
+
+
+def test_the_federation_file_lists_every_party_by_id():
+    doc = checks.federation_document([party("bob"), party("alice", node_rayfed_ports={"start": "20100", "end": 20131})])
+    assert doc == {"version": 1, "parties": [
+        {"id": "alice", "ip": "10.0.0.2", "rayfed_ports": [20100, 20131], "spu_ports": [21000, 21031]},
+        {"id": "bob", "ip": "10.0.0.3", "rayfed_ports": [20000, 20031], "spu_ports": [21000, 21031]}]}
+
+
+def test_a_party_has_a_port_slot_per_port_of_its_smaller_range():
+    assert checks.port_slots({"start": 20000, "end": 20031}, {"start": 21000, "end": 21015}) == 16
+
+
+@pytest.mark.parametrize("bad", ["20000-20031", {"start": 20000}, {"start": 20031, "end": 20000},
+                                 {"start": "a", "end": 20031}])
+def test_a_malformed_range_gives_no_slots(bad):
+    assert checks.port_slots(bad, {"start": 21000, "end": 21031}) == 0

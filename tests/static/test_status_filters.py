@@ -7,10 +7,17 @@ import copy
 import importlib.util
 from pathlib import Path
 
-PLUGIN = Path(__file__).resolve().parents[2] / "playbooks/filter_plugins/status.py"
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+PLUGIN = ROOT / "playbooks/filter_plugins/status.py"
 spec = importlib.util.spec_from_file_location("status_filters", PLUGIN)
 status = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(status)
+
+# the units as the roles name them
+REDIS = yaml.safe_load((ROOT / "roles/redis/vars/main.yml").read_text())["redis_unit"]
+RAY = yaml.safe_load((ROOT / "roles/ray_head/vars/main.yml").read_text())["ray_head_unit"]
 
 IPS = {"alice": "10.0.0.2", "bob": "10.0.0.3", "carol": "10.0.0.4"}
 
@@ -18,10 +25,8 @@ IPS = {"alice": "10.0.0.2", "bob": "10.0.0.3", "carol": "10.0.0.4"}
 def report(pid: str, peers=("alice", "bob", "carol"), **overrides):
     base = {
         "ok": True, "node_id": pid, "node_ip": IPS[pid], "problems": [],
-        "units": {"secretflow-redis.service": {"what": "Redis", "active": "active", "sub": "running",
-                                               "uptime_seconds": 3725},
-                  "secretflow-ray.service": {"what": "Ray head", "active": "active", "sub": "running",
-                                             "uptime_seconds": 59}},
+        "units": {REDIS: {"what": "Redis", "active": "active", "sub": "running", "uptime_seconds": 3725},
+                  RAY: {"what": "Ray head", "active": "active", "sub": "running", "uptime_seconds": 59}},
         "versions": {"python": "3.10.16", "secretflow": "1.12.0b0"},
         "redis": {"answers": True, "used_memory": 1048576, "maxmemory": 268435456,
                   "maxmemory_policy": "noeviction", "aof_enabled": True, "aof_last_write_status": "ok",
@@ -53,13 +58,19 @@ def test_a_healthy_federation():
 
 
 def test_every_problem_is_named_with_its_party():
-    bob = report("bob", ok=False, problems=["Ray head (secretflow-ray.service) is inactive (dead)"])
+    bob = report("bob", ok=False, problems=[f"Ray head ({RAY}) is inactive (dead)"])
     doc = status.status_federation([report("alice"), bob, report("carol")])
     assert doc["ok"] is False
-    assert doc["problems"] == ["bob: Ray head (secretflow-ray.service) is inactive (dead)"]
-    assert doc["verdict"] == ("VERDICT: UNHEALTHY: 1 problem(s): "
-                              "bob: Ray head (secretflow-ray.service) is inactive (dead)")
+    assert doc["problems"] == [f"bob: Ray head ({RAY}) is inactive (dead)"]
+    assert doc["verdict"] == f"VERDICT: UNHEALTHY: 1 problem(s): bob: Ray head ({RAY}) is inactive (dead)"
     assert "\n" not in doc["verdict"]
+
+
+def test_units_are_listed_in_the_order_of_the_report():
+    alice = report("alice")
+    alice["units"] = dict(reversed(alice["units"].items()))
+    text = status.status_lines(status.status_federation([alice]))
+    assert "units:    Ray head active (up 59s), Redis active (up 1h02m)" in text
 
 
 def test_a_filtered_port_shows_in_the_matrix():

@@ -9,7 +9,10 @@ import os
 import subprocess
 import time
 
-from conftest import CACHE, ROOT, run_playbook, run_site
+from conftest import run_molecule_playbook, run_site
+from shared import CACHE, NODE, RAY_UNIT, ROOT, WORKER_UNIT
+
+USER, RAY_USER = NODE["node_user"], NODE["node_ray_user"]
 
 FEDERATION_FILE = "/etc/secretflow/federation.json"
 SUBMITTED = "/var/lib/secretflow-submitted"
@@ -27,7 +30,7 @@ def test_a_traversing_job_id_is_refused_before_any_file_is_written(host, tmp_pat
     spec = tmp_path / "evil.json"
     spec.write_text(json.dumps({"job_id": "../../../../../etc/secretflow/federation", "kind": "ping",
                                 "parties": ["alice", "bob"]}))
-    run = run_playbook("playbooks/job.yml", "-e", f"job_spec={spec}")
+    run = run_molecule_playbook("playbooks/job.yml", "-e", f"job_spec={spec}")
     output = " ".join((run.stdout + run.stderr).split())
     assert run.returncode != 0, output[-3000:]
     assert "job spec field job_id: '../../../../../etc/secretflow/federation' is not a valid job id" in output, \
@@ -42,9 +45,9 @@ def test_an_upload_through_a_planted_symlink_is_refused(host, tmp_path):
     src = tmp_path / "unit.csv"
     src.write_text("id\n1\n")
     link = "/var/lib/secretflow/data/planted"
-    assert host.run(f"runuser -u secretflow -- ln -sfn /etc/systemd/system {link}").rc == 0
+    assert host.run(f"runuser -u {USER} -- ln -sfn /etc/systemd/system {link}").rc == 0
     try:
-        run = run_playbook("playbooks/upload.yml", "-e", f"src={src}", "-e", "dest=planted/evil.service")
+        run = run_molecule_playbook("playbooks/upload.yml", "-e", f"src={src}", "-e", "dest=planted/evil.service")
         output = " ".join((run.stdout + run.stderr).split())
         assert run.returncode != 0, output[-3000:]
         assert f"dest 'planted/evil.service' passes through a symlink ({link})" in output, output[-3000:]
@@ -57,16 +60,16 @@ def test_an_upload_through_a_planted_symlink_is_refused(host, tmp_path):
 def test_an_upload_is_written_by_the_service_user(host, tmp_path):
     src = tmp_path / "ids.csv"
     src.write_text("id\n1\n2\n")
-    run = run_playbook("playbooks/upload.yml", "-e", f"src={src}", "-e", "dest=guards/ids.csv")
+    run = run_molecule_playbook("playbooks/upload.yml", "-e", f"src={src}", "-e", "dest=guards/ids.csv")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     written = host.file("/var/lib/secretflow/data/guards/ids.csv")
     # the Ray head's group may read it (its actors read inputs), not write it
-    assert (written.user, written.group, written.mode) == ("secretflow", "secretflow-ray", 0o640)
+    assert (written.user, written.group, written.mode) == (USER, RAY_USER, 0o640)
     assert written.content_string == "id\n1\n2\n"
     directory = host.file("/var/lib/secretflow/data/guards")
-    assert (directory.user, directory.group, directory.mode) == ("secretflow", "secretflow-ray", 0o2750)
-    assert host.run("runuser -u secretflow-ray -- cat /var/lib/secretflow/data/guards/ids.csv").rc == 0
-    assert host.run("runuser -u secretflow-ray -- sh -c 'echo x >> /var/lib/secretflow/data/guards/ids.csv'").rc != 0
+    assert (directory.user, directory.group, directory.mode) == (USER, RAY_USER, 0o2750)
+    assert host.run(f"runuser -u {RAY_USER} -- cat /var/lib/secretflow/data/guards/ids.csv").rc == 0
+    assert host.run(f"runuser -u {RAY_USER} -- sh -c 'echo x >> /var/lib/secretflow/data/guards/ids.csv'").rc != 0
     host.run("rm -rf /var/lib/secretflow/data/guards")
 
 
@@ -111,18 +114,18 @@ def test_no_command_line_holds_the_password_during_a_restart(host):
 
 def test_the_ray_head_runs_as_its_own_user_who_cannot_read_the_broker_password(host):
     raylet = host.run("ps -o user= -C raylet").stdout.split()
-    assert raylet and set(raylet) == {"secretflow-ray"}, raylet
-    denied = host.run("runuser -u secretflow-ray -- cat /etc/secretflow/node.env")
+    assert raylet and set(raylet) == {RAY_USER}, raylet
+    denied = host.run(f"runuser -u {RAY_USER} -- cat /etc/secretflow/node.env")
     assert denied.rc != 0 and "Permission denied" in denied.stderr
-    assert host.run("runuser -u secretflow-ray -- cat /etc/secretflow/redis.conf").rc != 0
+    assert host.run(f"runuser -u {RAY_USER} -- cat /etc/secretflow/redis.conf").rc != 0
     # the worker's user reads it (the worker's own configuration)
-    assert host.run("runuser -u secretflow -- cat /etc/secretflow/node.env").rc == 0
+    assert host.run(f"runuser -u {USER} -- cat /etc/secretflow/node.env").rc == 0
 
 
 def test_inputs_are_read_only_to_both_services(host):
-    for unit in ("secretflow-ray.service", "secretflow-worker.service"):
+    for unit in (RAY_UNIT, WORKER_UNIT):
         paths = host.check_output(f"systemctl show -p ReadOnlyPaths --value {unit}")
         assert "/var/lib/secretflow/data" in paths.split(), (unit, paths)
     data = host.file("/var/lib/secretflow/data")
-    assert (data.user, data.group, data.mode) == ("secretflow", "secretflow-ray", 0o2750)
-    assert host.run("runuser -u secretflow-ray -- touch /var/lib/secretflow/data/planted").rc != 0
+    assert (data.user, data.group, data.mode) == (USER, RAY_USER, 0o2750)
+    assert host.run(f"runuser -u {RAY_USER} -- touch /var/lib/secretflow/data/planted").rc != 0

@@ -4,18 +4,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 
 import pytest
 
-from conftest import UNITS, run_site, start_stamps
-
-VENV = "/opt/secretflow/venv"
-# Redis as Debian's redis user, the Ray head as its own user (it must not read
-# the broker password), the worker as the service user.
-RUNS_AS = {"secretflow-redis.service": "redis", "secretflow-ray.service": "secretflow-ray",
-           "secretflow-worker.service": "secretflow"}
-ENV_FILE = "/etc/secretflow/node.env"
+from conftest import run_site
+from shared import (ENV_FILE, NODE, RAY_HEAD, RAY_UNIT, REDIS, REDIS_UNIT, UNIT_USERS, UNITS, VENV, WORKER_UNIT,
+                    start_stamps, wait_for)
 
 
 def env_file(host) -> dict[str, str]:
@@ -31,7 +25,7 @@ def test_the_node_has_no_route_out_and_got_its_packages_from_the_bundle(host):
     for package in ("redis-server", "libgomp1"):
         assert host.package(package).is_installed
     # the bundle's local repository is gone once used; the host's apt sources are untouched
-    assert not host.file("/var/cache/secretflow/debs").exists
+    assert not host.file(f"{NODE['node_cache_dir']}/debs").exists
     assert "file:" not in host.check_output("cat /etc/apt/sources.list; ls /etc/apt/sources.list.d")
 
 
@@ -68,7 +62,7 @@ def test_units_are_hardened(host, unit):
             f"systemctl show {unit} -p User -p NoNewPrivileges -p ProtectSystem -p ProtectHome -p PrivateTmp"
         ).splitlines()
     )
-    assert props["User"] == RUNS_AS[unit]
+    assert props["User"] == UNIT_USERS[unit]
     assert props["NoNewPrivileges"] == "yes"
     assert props["ProtectSystem"] == "strict"
     assert props["ProtectHome"] == "yes"
@@ -80,32 +74,25 @@ def node_ip(host) -> str:
 
 
 def test_ray_head_comes_back_after_kill_9(host, journal):
-    ip = node_ip(host)
-    unit = "secretflow-ray.service"
-    pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
-    assert pid != "0", journal(unit)
+    gcs = f"tcp://{node_ip(host)}:{RAY_HEAD['ray_head_port']}"
+    pid = host.check_output(f"systemctl show -p MainPID --value {RAY_UNIT}")
+    assert pid != "0", journal(RAY_UNIT)
     host.run(f"kill -9 {pid}")
-    deadline = time.monotonic() + 30
-    new_pid = "0"
-    while time.monotonic() < deadline:
-        state = host.run(f"systemctl is-active {unit}").stdout.strip()
-        new_pid = host.check_output(f"systemctl show -p MainPID --value {unit}")
-        if state == "active" and new_pid not in ("0", pid):
-            break
-        time.sleep(1)
-    assert new_pid not in ("0", pid), "Ray head not active again within 30 s" + journal(unit)
+    wait_for(lambda: host.run(f"systemctl is-active {RAY_UNIT}").stdout.strip() == "active"
+             and host.check_output(f"systemctl show -p MainPID --value {RAY_UNIT}") not in ("0", pid),
+             30, lambda: "Ray head active again" + journal(RAY_UNIT))
     # and it serves again: the GCS port answers on the node address
-    host.run(f"timeout 60 sh -c 'until nc -z {ip} 61379; do sleep 1; done'")
-    assert host.socket(f"tcp://{ip}:61379").is_listening, journal(unit)
+    wait_for(lambda: host.socket(gcs).is_listening, 60, lambda: f"{gcs} listening" + journal(RAY_UNIT))
 
 
 def test_redis_listens_on_loopback_only(host):
-    listeners = [s for s in host.socket.get_listening_sockets() if s.endswith(":60379")]
-    assert listeners == ["tcp://127.0.0.1:60379"]
+    port = REDIS["redis_port"]
+    listeners = [s for s in host.socket.get_listening_sockets() if s.endswith(f":{port}")]
+    assert listeners == [f"tcp://127.0.0.1:{port}"]
 
 
 def test_redis_refuses_commands_without_password(host):
-    out = host.run("redis-cli -h 127.0.0.1 -p 60379 PING")
+    out = host.run(f"redis-cli -h 127.0.0.1 -p {REDIS['redis_port']} PING")
     assert "NOAUTH" in out.stdout + out.stderr
 
 
@@ -118,10 +105,11 @@ def test_redis_config_never_evicts_and_keeps_an_aof(host):
     assert re.search(r"^appendfsync everysec$", text, re.M)
     # and the running server agrees (INFO, since CONFIG is disabled)
     password = env_file(host)["REDIS_URL"].split(":")[2].split("@")[0]
-    info = host.check_output(f"REDISCLI_AUTH={password} redis-cli --no-auth-warning -p 60379 INFO")
+    info = host.check_output(f"REDISCLI_AUTH={password} redis-cli --no-auth-warning -p {REDIS['redis_port']} INFO")
     assert "maxmemory_policy:noeviction" in info
     assert "aof_enabled:1" in info
-    config = host.run(f"REDISCLI_AUTH={password} redis-cli --no-auth-warning -p 60379 CONFIG GET maxmemory")
+    config = host.run(f"REDISCLI_AUTH={password} redis-cli --no-auth-warning -p {REDIS['redis_port']} "
+                      "CONFIG GET maxmemory")
     assert "unknown command" in config.stdout.lower() + config.stderr.lower()
 
 
@@ -133,8 +121,8 @@ def _ranges(text: str) -> range:
 def test_ray_gcs_on_node_ip_and_worker_ports_disjoint_from_party_ranges(host, journal):
     ip = node_ip(host)
     assert host.interface("eth0").addresses[0] == ip
-    assert host.socket(f"tcp://{ip}:61379").is_listening, journal("secretflow-ray.service")
-    cmdline = host.check_output("systemctl show -p ExecStart --value secretflow-ray.service")
+    assert host.socket(f"tcp://{ip}:{RAY_HEAD['ray_head_port']}").is_listening, journal(RAY_UNIT)
+    cmdline = host.check_output(f"systemctl show -p ExecStart --value {RAY_UNIT}")
     low = int(re.search(r"--min-worker-port=(\d+)", cmdline).group(1))
     high = int(re.search(r"--max-worker-port=(\d+)", cmdline).group(1))
     env = env_file(host)
@@ -153,16 +141,18 @@ def test_env_file_content_owner_and_mode(host):
     assert env["NODE_ID"] == "alice"
     assert env["NODE_IP"] == host.interface("eth0").addresses[0]
     assert env["APP_ENV"] == "production"
-    assert re.fullmatch(r"redis://:[A-Za-z0-9]{32}@127\.0\.0\.1:60379/0", env["REDIS_URL"])
-    assert env["RAY_PORT"] == "61379"
-    assert env["RAYFED_PORTS"] == "20000-20031" and env["SPU_PORTS"] == "21000-21031"
+    assert re.fullmatch(rf"redis://:[A-Za-z0-9]{{32}}@127\.0\.0\.1:{REDIS['redis_port']}/0", env["REDIS_URL"])
+    assert env["RAY_PORT"] == str(RAY_HEAD["ray_head_port"])
+    for key, ports in (("RAYFED_PORTS", NODE["node_rayfed_ports"]), ("SPU_PORTS", NODE["node_spu_ports"])):
+        assert env[key] == f"{ports['start']}-{ports['end']}", key
     assert env["FEDERATION_FILE"] == "/etc/secretflow/federation.json"
+    assert env["SERVICE_UNITS"] == f"redis={REDIS_UNIT},ray_head={RAY_UNIT},worker={WORKER_UNIT}"
     assert "RAY_ADDRESS" not in env
 
 
 def test_health_task_answered_through_the_broker(host, journal):
     out = host.run(f"{VENV}/bin/sfnode health --env-file {ENV_FILE} --timeout 120")
-    assert out.rc == 0, out.stdout + out.stderr + journal("secretflow-worker.service")
+    assert out.rc == 0, out.stdout + out.stderr + journal(WORKER_UNIT)
     health = json.loads(out.stdout)
     assert health["node_id"] == "alice"
     versions = health["versions"]
@@ -211,17 +201,11 @@ def test_the_whole_node_restarts_healthy_with_units_in_order(host, journal):
     for args in (["stop", "--time", "30", name], ["network", "disconnect", network, name],
                  ["network", "connect", "--ip", ip, network, name], ["start", name]):
         subprocess.run(["podman", *args], check=True, timeout=180, capture_output=True)
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        states = [host.run(f"systemctl is-active {unit}").stdout.strip() for unit in UNITS]
-        if states == ["active"] * len(UNITS):
-            break
-        time.sleep(2)
-    for unit in UNITS:
-        assert host.service(unit).is_running, journal(unit)
+    wait_for(lambda: all(host.service(unit).is_running for unit in UNITS), 240,
+             lambda: "every unit active again" + "".join(journal(unit) for unit in UNITS), step=2)
     stamps = {unit: int(value) for unit, value in start_stamps(host).items()}
     redis, ray, worker = (stamps[u] for u in UNITS)
     assert 0 < redis <= worker and 0 < ray <= worker, stamps
     out = host.run(f"{VENV}/bin/sfnode health --env-file {ENV_FILE} --timeout 180")
-    assert out.rc == 0, out.stdout + out.stderr + journal("secretflow-worker.service")
+    assert out.rc == 0, out.stdout + out.stderr + journal(WORKER_UNIT)
     assert json.loads(out.stdout)["ray"]["resources"].get("CPU", 0) >= 1

@@ -1,21 +1,37 @@
 """Helpers of the federation scenario: run jobs through playbooks/job.yml,
 the operator's own submission path, and site.yml / uninstall.yml, against
-molecule's inventory (plus, once carol has joined, an inventory file that
-adds carol to the federation group, as an operator would edit theirs)."""
+molecule's inventory. What both scenarios share is molecule/shared.py.
+
+The federation the tests work on changes once each way, and each test asks
+for the state it needs:
+- ``jobs``: molecule's inventory, alice and bob converged, carol a spare
+  host (the outsider of test_10's firewall test, which runs first);
+- ``carol_joined`` / ``three_parties``: carol added to the federation group
+  by an inventory file of her own, as an operator edits theirs, and
+  provisioned by site.yml: once, for the first test that asks, so every
+  three-party test also runs on its own;
+- carol leaves in test_40 (the last file), through uninstall.yml and site.yml
+  with ``jobs`` again.
+"""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
+import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
-ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+import shared  # noqa: E402
+from shared import NODE, ROOT, playbook_env, run_playbook  # noqa: E402
+
 PARTIES = {"alice": "sff-fed-alice", "bob": "sff-fed-bob", "carol": "sff-fed-carol"}
-UNITS = ("secretflow-redis.service", "secretflow-ray.service", "secretflow-worker.service")
 SFNODE = "/usr/local/bin/sfnode"
 
 
@@ -23,41 +39,22 @@ def unique_job_id(kind: str) -> str:
     return f"{kind}-{time.strftime('%H%M%S')}-{uuid.uuid4().hex[:6]}".replace("_", "-")
 
 
-def playbook_env() -> dict[str, str]:
-    return {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1",
-            "ANSIBLE_FORCE_COLOR": "0"}
-
-
 class Jobs:
-    """Runs the project's playbooks: job.yml for jobs, site.yml, upload.yml."""
+    """Runs the project's playbooks against fixed inventories: job.yml for jobs, site.yml, upload.yml."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, inventories: list[str]) -> None:
         self.workdir = workdir
-        self.inventories = [os.environ["MOLECULE_INVENTORY_FILE"]]
+        self.inventories = tuple(inventories)
 
     def inventory_args(self) -> list[str]:
         return [arg for inv in self.inventories for arg in ("-i", inv)]
-
-    def carol_joins(self) -> None:
-        """Put carol into the federation group, as an operator edits the inventory."""
-        extra = self.workdir / "carol-joins.yml"
-        extra.write_text("federation:\n  hosts:\n    sff-fed-carol: {}\n")
-        if str(extra) not in self.inventories:
-            self.inventories.append(str(extra))
-
-    def carol_leaves(self) -> None:
-        self.inventories = self.inventories[:1]
 
     def playbook(self, name: str, *args: str, timeout: float = 1800,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         """ansible-playbook NAME (site.yml, or playbooks/NAME) with the scenario's extra-vars
         (``env``: more environment, e.g. another stdout callback)."""
-        path = ROOT / name if name == "site.yml" else ROOT / "playbooks" / name
-        standin = Path(os.environ.get("SFF_CACHE", Path.home() / ".cache/secretflow-federation"))
-        return subprocess.run(
-            ["ansible-playbook", *self.inventory_args(), str(path),
-             "-e", f"@{standin / 'python' / 'standin-vars.yml'}", *args],
-            cwd=ROOT, capture_output=True, text=True, timeout=timeout, env={**playbook_env(), **(env or {})})
+        path = name if name == "site.yml" else f"playbooks/{name}"
+        return run_playbook(list(self.inventories), path, *args, timeout=timeout, env=env)
 
     def start(self, spec: dict) -> subprocess.Popen:
         path = self.workdir / f"{spec.get('job_id', 'spec')}-{uuid.uuid4().hex[:4]}.json"
@@ -66,8 +63,7 @@ class Jobs:
             ["ansible-playbook", *self.inventory_args(), str(ROOT / "playbooks" / "job.yml"),
              "-e", f"job_spec={path}"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
-                 "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
+            env=playbook_env(ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json"),
         )
 
     @staticmethod
@@ -80,12 +76,8 @@ class Jobs:
 
     def upload(self, host: str, src: Path, dest: str) -> None:
         """Put a file into a party's data directory with playbooks/upload.yml."""
-        subprocess.run(
-            ["ansible-playbook", *self.inventory_args(), str(ROOT / "playbooks" / "upload.yml"),
-             "-l", host, "-e", f"src={src}", "-e", f"dest={dest}"],
-            cwd=ROOT, check=True, capture_output=True, text=True,
-            env={**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles")},
-        )
+        run = self.playbook("upload.yml", "-l", host, "-e", f"src={src}", "-e", f"dest={dest}", timeout=600)
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
 
 
 class JobRun:
@@ -115,7 +107,36 @@ class JobRun:
 
 @pytest.fixture(scope="session")
 def jobs(tmp_path_factory) -> Jobs:
-    return Jobs(tmp_path_factory.mktemp("specs"))
+    """The playbooks against molecule's inventory: alice and bob are the federation, carol a spare host."""
+    return Jobs(tmp_path_factory.mktemp("specs"), [os.environ["MOLECULE_INVENTORY_FILE"]])
+
+
+@dataclass(frozen=True)
+class Joined:
+    """The federation once carol has joined: the playbooks against the
+    inventory that says so, and alice's and bob's unit start times from
+    before carol's site.yml run."""
+
+    jobs: Jobs
+    before: dict[str, dict[str, str]]
+
+
+@pytest.fixture(scope="session")
+def carol_joined(jobs, party_hosts) -> Joined:
+    """carol joins as an operator adds a party: an inventory edit, then site.yml."""
+    extra = jobs.workdir / "carol-joins.yml"
+    extra.write_text(yaml.safe_dump({NODE["node_federation_group"]: {"hosts": {PARTIES["carol"]: {}}}}))
+    three = Jobs(jobs.workdir, [*jobs.inventories, str(extra)])
+    before = start_stamps({pid: party_hosts[pid] for pid in ("alice", "bob")})
+    run = three.playbook("site.yml")
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-2000:]
+    return Joined(three, before)
+
+
+@pytest.fixture(scope="session")
+def three_parties(carol_joined) -> Jobs:
+    """The playbooks against the federation of alice, bob and carol."""
+    return carol_joined.jobs
 
 
 @pytest.fixture(scope="session")
@@ -129,9 +150,7 @@ def party_hosts():
 
 def start_stamps(hosts: dict) -> dict[str, dict[str, str]]:
     """When each party's units last became active (monotonic microseconds)."""
-    return {pid: {u: h.check_output(f"systemctl show -p ActiveEnterTimestampMonotonic --value {u}")
-                  for u in UNITS}
-            for pid, h in hosts.items()}
+    return {pid: shared.start_stamps(h) for pid, h in hosts.items()}
 
 
 def node_ip(host) -> str:

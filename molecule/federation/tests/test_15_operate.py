@@ -1,25 +1,16 @@
-"""Operating the three-party federation (carol joined in test_10): the status
+"""Operating the three-party federation (three_parties): the status
 playbook on a healthy federation, in JSON and under --check; site.yml --check
 changing nothing; a rolling restart; a stopped Ray head named by status."""
 from __future__ import annotations
 
 import json
 import re
-import time
 
-import pytest
-
-from conftest import PARTIES, UNITS, start_stamps, unique_job_id
+from conftest import PARTIES, start_stamps, unique_job_id
+from shared import NODE, UNITS, wait_for
 
 REDIS, RAY, WORKER = UNITS
 VERSIONS = ("python 3.10.", "secretflow 1.12.0b0", "ray 2.42.0", "click 8.2.1", "celery 5.6.")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def three_parties(jobs):
-    """carol was provisioned by test_10; when this file runs alone the
-    inventory still has to say so."""
-    jobs.carol_joins()
 
 
 def text(run) -> str:
@@ -70,13 +61,16 @@ def status_text(jobs, *args: str):
     return jobs.playbook("status.yml", *args, env={"ANSIBLE_CALLBACK_RESULT_FORMAT": "json"})
 
 
-def test_status_of_a_healthy_federation(jobs):
-    run = status_text(jobs)
+def test_status_of_a_healthy_federation(three_parties):
+    run = status_text(three_parties)
     out = "\n".join(lines(run))
     assert run.returncode == 0, out[-6000:]
     for pid in PARTIES:
         assert re.search(rf"^== {pid} \([0-9.]+\): ok$", out, re.M), out[-6000:]
-    assert out.count("units:    Redis active") == 3, out
+    # every party's units, in the order its report gives them
+    units = [line for line in out.splitlines() if line.startswith("units:    ")]
+    assert len(units) == 3, out
+    assert all(f"{what} active" in line for line in units for what in ("Redis", "Ray head", "worker")), units
     for version in VERSIONS:
         assert out.count(version) == 3, (version, out)
     assert out.count("redis:    answers with the password") == 3, out
@@ -92,8 +86,8 @@ def test_status_of_a_healthy_federation(jobs):
     assert verdicts and verdicts[-1].startswith("VERDICT: HEALTHY: 3 parties"), out[-3000:]
 
 
-def test_status_as_json(jobs):
-    run, doc = status_json(jobs)
+def test_status_as_json(three_parties):
+    run, doc = status_json(three_parties)
     assert run.returncode == 0, run.stdout[-3000:]
     assert doc["ok"] is True and doc["problems"] == [], doc["problems"]
     assert set(doc["parties"]) == set(PARTIES)
@@ -111,17 +105,17 @@ def test_status_as_json(jobs):
     assert doc["verdict"].startswith("VERDICT: HEALTHY")
 
 
-def test_status_under_check_mode_changes_nothing(jobs):
-    run = jobs.playbook("status.yml", "--check")
+def test_status_under_check_mode_changes_nothing(three_parties):
+    run = three_parties.playbook("status.yml", "--check")
     assert run.returncode == 0, text(run)[-4000:]
     counts = recap(run)
     assert set(counts) == set(PARTIES.values()), counts
     assert all(c["changed"] == 0 and c["failed"] == 0 for c in counts.values()), counts
 
 
-def test_site_check_mode_on_the_provisioned_federation_reports_no_changes(jobs, party_hosts):
+def test_site_check_mode_on_the_provisioned_federation_reports_no_changes(three_parties, party_hosts):
     before = start_stamps(party_hosts)
-    run = jobs.playbook("site.yml", "--check", "--diff")
+    run = three_parties.playbook("site.yml", "--check", "--diff")
     assert run.returncode == 0, text(run)[-5000:]
     counts = recap(run)
     assert set(counts) == set(PARTIES.values()), counts
@@ -130,9 +124,9 @@ def test_site_check_mode_on_the_provisioned_federation_reports_no_changes(jobs, 
     assert start_stamps(party_hosts) == before, "a unit restarted during site.yml --check"
 
 
-def test_rolling_restart_one_party_at_a_time(jobs, party_hosts):
+def test_rolling_restart_one_party_at_a_time(three_parties, party_hosts):
     before = start_stamps(party_hosts)
-    run = jobs.playbook("restart.yml")
+    run = three_parties.playbook("restart.yml")
     assert run.returncode == 0, text(run)[-5000:]
     after = {pid: {u: int(v) for u, v in stamps.items()} for pid, stamps in start_stamps(party_hosts).items()}
     for pid in PARTIES:
@@ -143,20 +137,20 @@ def test_rolling_restart_one_party_at_a_time(jobs, party_hosts):
     for first, then in zip(order, order[1:]):
         assert max(after[first].values()) < min(after[then].values()), \
             f"{then} restarted before {first} was done: {after}"
-    ping = jobs.run({"job_id": unique_job_id("after-restart"), "kind": "ping", "parties": list(PARTIES),
-                     "slot": 0})
+    ping = three_parties.run({"job_id": unique_job_id("after-restart"), "kind": "ping",
+                              "parties": list(PARTIES), "slot": 0})
     assert ping.rc == 0, ping
 
 
 def node_status_ok(host) -> bool:
-    return host.run("runuser -u secretflow -- /usr/local/bin/sfnode status").rc == 0
+    return host.run(f"runuser -u {NODE['node_user']} -- /usr/local/bin/sfnode status").rc == 0
 
 
-def test_a_stopped_ray_head_is_named_by_status(jobs, party_hosts):
+def test_a_stopped_ray_head_is_named_by_status(three_parties, party_hosts):
     bob = party_hosts["bob"]
     bob.run_expect([0], f"systemctl stop {RAY}")
     try:
-        run = status_text(jobs)
+        run = status_text(three_parties)
     finally:
         bob.run_expect([0], f"systemctl start {RAY}")
     out = "\n".join(lines(run))
@@ -166,9 +160,6 @@ def test_a_stopped_ray_head_is_named_by_status(jobs, party_hosts):
     assert "UNHEALTHY" in verdict and re.search(rf"bob: Ray head \({RAY}\) is (inactive|failed)", verdict), verdict
     assert re.search(r"^== bob \(.*\): UNHEALTHY$", out, re.M) and re.search(r"^== alice \(.*\): ok$", out, re.M)
     assert "alice:" not in verdict and "carol:" not in verdict, verdict
-    deadline = time.monotonic() + 120
-    while not node_status_ok(bob):
-        assert time.monotonic() < deadline, bob.run("/usr/local/bin/sfnode status").stdout
-        time.sleep(3)
-    run = jobs.playbook("status.yml")
+    wait_for(lambda: node_status_ok(bob), 120, lambda: bob.run("/usr/local/bin/sfnode status").stdout, step=3)
+    run = three_parties.playbook("status.yml")
     assert run.returncode == 0, "\n".join(lines(run))[-4000:]

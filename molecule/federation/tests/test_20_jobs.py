@@ -1,4 +1,4 @@
-"""Three parties (carol joined in test_10) run real SecretFlow jobs together."""
+"""Three parties (three_parties) run real SecretFlow jobs together."""
 from __future__ import annotations
 
 import json
@@ -6,22 +6,23 @@ import json
 import pytest
 
 from conftest import PARTIES, RANGES, psi_spec, unique_job_id, upload_psi_input
+from shared import WORKER_UNIT
 
 VENV_SFNODE = "/usr/local/bin/sfnode"
 
 
-def test_ping_across_three_parties(jobs):
-    run = jobs.run({"job_id": unique_job_id("ping"), "kind": "ping",
-                    "parties": ["alice", "bob", "carol"], "slot": 0})
+def test_ping_across_three_parties(three_parties):
+    run = three_parties.run({"job_id": unique_job_id("ping"), "kind": "ping",
+                             "parties": ["alice", "bob", "carol"], "slot": 0})
     assert run.rc == 0, run
     assert set(run.results) == set(PARTIES)
     assert all(r["ok"] for r in run.results.values()), run
 
 
-def test_spu_sum_across_three_parties(jobs):
+def test_spu_sum_across_three_parties(three_parties):
     values = {"alice": 3, "bob": 4, "carol": 5}
-    run = jobs.run({"job_id": unique_job_id("sum"), "kind": "spu_sum",
-                    "parties": ["alice", "bob", "carol"], "slot": 1, "params": {"values": values}})
+    run = three_parties.run({"job_id": unique_job_id("sum"), "kind": "spu_sum",
+                             "parties": ["alice", "bob", "carol"], "slot": 1, "params": {"values": values}})
     assert run.rc == 0, run
     for pid, result in run.results.items():
         assert result["ok"], run
@@ -29,17 +30,17 @@ def test_spu_sum_across_three_parties(jobs):
 
 
 @pytest.fixture(scope="module")
-def psi_inputs(jobs, tmp_path_factory):
+def psi_inputs(three_parties, tmp_path_factory):
     work = tmp_path_factory.mktemp("psi")
     for pid in RANGES:
-        path = upload_psi_input(jobs, pid, work)
+        path = upload_psi_input(three_parties, pid, work)
     return path
 
 
-def test_two_psi_jobs_at_once_on_different_slots(jobs, psi_inputs, party_hosts):
-    first = jobs.start(psi_spec("alice", "bob", 2, psi_inputs))
-    second = jobs.start(psi_spec("bob", "carol", 3, psi_inputs))
-    ab, bc = jobs.finish(first), jobs.finish(second)
+def test_two_psi_jobs_at_once_on_different_slots(three_parties, psi_inputs, party_hosts):
+    first = three_parties.start(psi_spec("alice", "bob", 2, psi_inputs))
+    second = three_parties.start(psi_spec("bob", "carol", 3, psi_inputs))
+    ab, bc = three_parties.finish(first), three_parties.finish(second)
     assert ab.rc == 0, ab
     assert bc.rc == 0, bc
     expected = {("alice", "bob"): ({"alice": 3000, "bob": 3000}, 1000),
@@ -57,36 +58,36 @@ def test_two_psi_jobs_at_once_on_different_slots(jobs, psi_inputs, party_hosts):
     assert int(lines) == 1000 + 1
 
 
-def test_a_slot_outside_the_port_ranges_is_refused_with_the_valid_range(jobs):
-    run = jobs.run({"job_id": unique_job_id("badslot"), "kind": "ping", "parties": ["alice", "bob"],
-                    "slot": 999})
+def test_a_slot_outside_the_port_ranges_is_refused_with_the_valid_range(three_parties):
+    run = three_parties.run({"job_id": unique_job_id("badslot"), "kind": "ping", "parties": ["alice", "bob"],
+                             "slot": 999})
     assert run.rc != 0
     text = json.dumps(run.results)
     assert "slot" in text and "999" in text and "0..31" in text, run
 
 
-def test_malformed_params_are_answered_by_the_workers_which_stay_up(jobs, party_hosts):
+def test_malformed_params_are_answered_by_the_workers_which_stay_up(three_parties, party_hosts):
     """A well-addressed spec with bad params travels through both brokers;
     each worker answers with the field, and keeps serving."""
-    run = jobs.run({"job_id": unique_job_id("badparams"), "kind": "spu_sum", "parties": ["alice", "bob"],
-                    "slot": 6, "params": {"values": {"alice": "three", "bob": 4}}})
+    run = three_parties.run({"job_id": unique_job_id("badparams"), "kind": "spu_sum", "parties": ["alice", "bob"],
+                             "slot": 6, "params": {"values": {"alice": "three", "bob": 4}}})
     assert run.rc != 0
     assert set(run.results) == {"alice", "bob"}, run
     for pid, result in run.results.items():
         assert result["ok"] is False
         assert "params.values.alice" in json.dumps(result), (pid, result)
     for pid, host in party_hosts.items():
-        assert host.service("secretflow-worker.service").is_running, pid
+        assert host.service(WORKER_UNIT).is_running, pid
         assert host.run(f"{VENV_SFNODE} health --timeout 60").rc == 0, pid
 
 
-def test_spec_naming_an_unknown_party_is_refused(jobs, party_hosts):
-    run = jobs.run({"job_id": unique_job_id("ghost"), "kind": "ping", "parties": ["alice", "mallory"],
-                    "slot": 0})
+def test_spec_naming_an_unknown_party_is_refused(three_parties, party_hosts):
+    run = three_parties.run({"job_id": unique_job_id("ghost"), "kind": "ping", "parties": ["alice", "mallory"],
+                             "slot": 0})
     assert run.rc != 0
     text = json.dumps(run.results) + " ".join(run.failures)
     assert "mallory" in text, run
-    assert party_hosts["alice"].service("secretflow-worker.service").is_running
+    assert party_hosts["alice"].service(WORKER_UNIT).is_running
 
 
 def test_a_peer_that_never_answers_fails_at_the_deadline_naming_it(party_hosts, tmp_path):

@@ -1,25 +1,16 @@
-"""Faults, each bounded in time: a killed Ray head, a Redis restart with a job
-queued, a worker killed mid-job, a peer stopped during a job."""
+"""Faults in the three-party federation (three_parties), each bounded in
+time: a killed Ray head, a Redis restart with a job queued, a worker killed
+mid-job, a peer stopped during a job."""
 from __future__ import annotations
 
 import json
 import re
 import subprocess
-import time
 
 from conftest import PARTIES, SFNODE, node_ip, unique_job_id
+from shared import ENV_FILE, NODE, RAY_HEAD, RAY_UNIT, REDIS_UNIT, UNITS, WORKER, WORKER_UNIT, wait_for
 
-JOBS_DIR = "/var/lib/secretflow/jobs"
-
-
-def wait_for(predicate, seconds: float, what: str, step: float = 1.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"not within {seconds:.0f} s: {what() if callable(what) else what}")
+JOBS_DIR = f"{NODE['node_data_dir']}/jobs"
 
 
 def main_pid(host, unit: str) -> str:
@@ -27,9 +18,9 @@ def main_pid(host, unit: str) -> str:
 
 
 def queue_length(host) -> int:
-    url = host.check_output("grep ^REDIS_URL= /etc/secretflow/node.env").split("=", 1)[1]
+    url = host.check_output(f"grep ^REDIS_URL= {ENV_FILE}").split("=", 1)[1]
     password, port = re.match(r"redis://:([^@]+)@[^:]+:(\d+)/", url).groups()
-    out = host.run(f"redis-cli -p {port} --no-auth-warning -a '{password}' LLEN secretflow")
+    out = host.run(f"redis-cli -p {port} --no-auth-warning -a '{password}' LLEN {WORKER['celery_worker_queue']}")
     return int(out.stdout.strip()) if out.rc == 0 and out.stdout.strip().isdigit() else -1
 
 
@@ -48,9 +39,9 @@ def healthy(host) -> bool:
     return host.run(f"{SFNODE} health --timeout 60").rc == 0
 
 
-def test_a_killed_ray_head_is_back_within_30_s_and_the_next_job_succeeds(jobs, party_hosts):
+def test_a_killed_ray_head_is_back_within_30_s_and_the_next_job_succeeds(three_parties, party_hosts):
     alice = party_hosts["alice"]
-    unit = "secretflow-ray.service"
+    unit = RAY_UNIT
     old = main_pid(alice, unit)
     alice.run_expect([0], f"kill -9 {old}")
     wait_for(lambda: alice.run(f"systemctl is-active {unit}").stdout.strip() == "active"
@@ -58,24 +49,24 @@ def test_a_killed_ray_head_is_back_within_30_s_and_the_next_job_succeeds(jobs, p
              lambda: "Ray head active again; journal:\n"
              + alice.run(f"journalctl -u {unit} -n 30 --no-pager").stdout)
     ip = node_ip(alice)
-    wait_for(lambda: alice.socket(f"tcp://{ip}:61379").is_listening, 30, "GCS listening again")
-    run = jobs.run({"job_id": unique_job_id("after-kill"), "kind": "ping", "parties": ["alice", "bob"],
+    wait_for(lambda: alice.socket(f"tcp://{ip}:{RAY_HEAD['ray_head_port']}").is_listening, 30, "GCS listening again")
+    run = three_parties.run({"job_id": unique_job_id("after-kill"), "kind": "ping", "parties": ["alice", "bob"],
                     "slot": 0})
     assert run.rc == 0, run
 
 
-def test_a_job_queued_while_redis_restarts_still_runs(jobs, party_hosts):
+def test_a_job_queued_while_redis_restarts_still_runs(three_parties, party_hosts):
     bob = party_hosts["bob"]
-    bob.run_expect([0], "systemctl stop secretflow-worker.service")
+    bob.run_expect([0], f"systemctl stop {WORKER_UNIT}")
     try:
-        proc = jobs.start({"job_id": unique_job_id("queued"), "kind": "ping", "parties": ["alice", "bob"],
+        proc = three_parties.start({"job_id": unique_job_id("queued"), "kind": "ping", "parties": ["alice", "bob"],
                            "slot": 1, "deadline_seconds": 300})
         wait_for(lambda: queue_length(bob) >= 1, 120, "the job waiting in bob's queue")
-        bob.run_expect([0], "systemctl restart secretflow-redis.service")
+        bob.run_expect([0], f"systemctl restart {REDIS_UNIT}")
         assert queue_length(bob) >= 1, "the queued job did not survive the Redis restart"
     finally:
-        bob.run_expect([0], "systemctl start secretflow-worker.service")
-    run = jobs.finish(proc, timeout=420)
+        bob.run_expect([0], f"systemctl start {WORKER_UNIT}")
+    run = three_parties.finish(proc, timeout=420)
     assert run.rc == 0, run
     assert set(run.results) == {"alice", "bob"} and all(r["ok"] for r in run.results.values()), run
 
@@ -92,7 +83,7 @@ def test_a_worker_killed_mid_job_answers_failed_and_leaves_no_orphans(party_host
     try:
         wait_for(lambda: job_phase(alice, job_id) == "init", 180, "the job in sf.init")
         during = wait_for(lambda: actor_processes(alice), 60, "the job's actors on alice's Ray head")
-        unit = "secretflow-worker.service"
+        unit = WORKER_UNIT
         old = main_pid(alice, unit)
         alice.run_expect([0], f"kill -9 {old}")
         out, err = submit.communicate(timeout=400)
@@ -109,19 +100,19 @@ def test_a_worker_killed_mid_job_answers_failed_and_leaves_no_orphans(party_host
     assert healthy(alice)
 
 
-def test_a_peer_stopped_during_a_job_fails_it_at_the_deadline_naming_the_peer(jobs, party_hosts):
+def test_a_peer_stopped_during_a_job_fails_it_at_the_deadline_naming_the_peer(three_parties, party_hosts):
     """bob's part is queued (his worker is down) while alice's part runs; then
     bob's whole party stops. alice gives up at the deadline, naming bob."""
     alice, bob = party_hosts["alice"], party_hosts["bob"]
-    services = "secretflow-worker.service secretflow-ray.service secretflow-redis.service"
+    services = " ".join(reversed(UNITS))  # the worker first
     job_id = unique_job_id("peer-down")
-    bob.run_expect([0], "systemctl stop secretflow-worker.service")
+    bob.run_expect([0], f"systemctl stop {WORKER_UNIT}")
     try:
-        proc = jobs.start({"job_id": job_id, "kind": "ping", "parties": ["alice", "bob"], "slot": 3,
+        proc = three_parties.start({"job_id": job_id, "kind": "ping", "parties": ["alice", "bob"], "slot": 3,
                            "deadline_seconds": 60})
         wait_for(lambda: job_phase(alice, job_id) == "init", 180, "alice's part in sf.init")
         bob.run_expect([0], f"systemctl stop {services}")
-        run = jobs.finish(proc, timeout=400)
+        run = three_parties.finish(proc, timeout=400)
     finally:
         bob.run_expect([0], f"systemctl start {services}")
     assert run.rc != 0, run

@@ -1,19 +1,31 @@
-"""federation_problems: every inventory problem of a federation, at once.
+"""The federation from its parties' facts.
 
-Input: one mapping per party, as roles/node/tasks/preflight.yml collects it
-(host, id, ip, the two SecretFlow ranges, and the node's other ports).
-Output: a list of messages, each naming the party, the variable, the value
-and what would be valid; empty when the federation is sound.
+Input: one mapping per party, the fact __node_party that
+roles/node/tasks/preflight.yml sets (host, id, ip, the two SecretFlow ranges,
+and the node's other ports).
+
+- federation_problems: every inventory problem of a federation, at once, each
+  naming the party, the variable, the value and what would be valid; empty
+  when the federation is sound.
+- federation_document: the federation file (docs/interfaces.md).
+- port_slots: how many jobs a party can run at once.
 """
 from __future__ import annotations
 
 import ipaddress
-import re
+import sys
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
-NODE_ID_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-PORT_MIN, PORT_MAX = 1024, 65535
+# What a valid id and port are is the worker app's to say (it checks the
+# same values in the env file and the federation file).
+try:
+    from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN
+except ImportError:  # a controller venv without the app installed: use the checkout's
+    sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "src"))
+    from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN
+
 RANGES = ("node_rayfed_ports", "node_spu_ports")
 
 
@@ -35,6 +47,24 @@ def _range(party: dict[str, Any], name: str, problems: list[str]) -> range | Non
         problems.append(f"{where} is {start}-{end}; expected ports within {PORT_MIN}-{PORT_MAX}")
         return None
     return range(start, end + 1)
+
+
+def port_slots(rayfed: Any, spu: Any) -> int:
+    """Jobs a party can run at once: a job takes one port of each range. 0
+    when a range is malformed (federation_problems names it)."""
+    try:
+        return max(min(int(r["end"]) - int(r["start"]) + 1 for r in (rayfed, spu)), 0)
+    except (KeyError, TypeError, ValueError):
+        return 0
+
+
+def federation_document(parties: Any) -> dict[str, Any]:
+    """The federation file: every party's id, address and two ranges
+    (rayfed_ports, spu_ports: [start, end]), by id."""
+    return {"version": 1, "parties": sorted(
+        ({"id": p["id"], "ip": p["ip"],
+          **{name.removeprefix("node_"): [int(p[name]["start"]), int(p[name]["end"])] for name in RANGES}}
+         for p in parties), key=lambda p: p["id"])}
 
 
 def _span(ports: range) -> str:
@@ -104,4 +134,5 @@ def federation_problems(parties: list[dict[str, Any]]) -> list[str]:
 
 class FilterModule:
     def filters(self) -> dict[str, Any]:
-        return {"federation_problems": federation_problems}
+        return {"federation_problems": federation_problems, "federation_document": federation_document,
+                "port_slots": port_slots}

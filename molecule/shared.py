@@ -1,0 +1,77 @@
+"""What the tests of both scenarios share (each conftest puts this directory
+on sys.path): the project's values, read from the roles so that the tests
+move with them, the project's playbooks run against molecule's inventory,
+and one way to wait for something."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# Set by scripts/env.sh, as molecule.yml needs it.
+CACHE = Path(os.environ["SFF_CACHE"])
+T = TypeVar("T")
+
+
+def role_vars(role: str) -> dict:
+    """A role's defaults and fixed vars as written (templated values stay strings)."""
+    found: dict = {}
+    for part in ("defaults", "vars"):
+        path = ROOT / "roles" / role / part / "main.yml"
+        if path.exists():
+            found.update(yaml.safe_load(path.read_text()) or {})
+    return found
+
+
+NODE, REDIS, RAY_HEAD, WORKER, FIREWALL = (role_vars(role) for role in
+                                           ("node", "redis", "ray_head", "celery_worker", "firewall"))
+# A node's units in the order they start: the broker, the Ray head, the worker.
+UNITS = (REDIS["redis_unit"], RAY_HEAD["ray_head_unit"], WORKER["celery_worker_unit"])
+REDIS_UNIT, RAY_UNIT, WORKER_UNIT = UNITS
+# Redis as Debian's redis user, the Ray head as its own user (it must not read
+# the broker password), the worker as the service user.
+UNIT_USERS = {REDIS_UNIT: REDIS["redis_user"], RAY_UNIT: NODE["node_ray_user"], WORKER_UNIT: NODE["node_user"]}
+ENV_FILE = f"{NODE['node_config_dir']}/node.env"
+VENV = f"{NODE['node_install_dir']}/venv"  # secretflow_runtime_venv
+
+
+def wait_for(predicate: Callable[[], T], seconds: float, what: str | Callable[[], str], step: float = 1.0) -> T:
+    """Ask predicate() every step seconds until it answers something true, and
+    return that; after seconds, fail naming what (a callable is asked only
+    then, say for a journal)."""
+    deadline = time.monotonic() + seconds
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {seconds:.0f} s: {what() if callable(what) else what}")
+        time.sleep(step)
+    return value
+
+
+def start_stamps(host, units: tuple[str, ...] = UNITS) -> dict[str, str]:
+    """When each unit last became active (monotonic microseconds)."""
+    return {unit: host.check_output(f"systemctl show -p ActiveEnterTimestampMonotonic --value {unit}")
+            for unit in units}
+
+
+def playbook_env(**more: str) -> dict[str, str]:
+    return {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_FORCE_COLOR": "0", **more}
+
+
+def run_playbook(inventories: list[str], path: str, *args: str, timeout: float = 1800,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """ansible-playbook PATH (relative to the project) against the inventories,
+    with the stand-in Python's extra-vars; output without colours."""
+    run = subprocess.run(
+        ["ansible-playbook", *[arg for inventory in inventories for arg in ("-i", inventory)], str(ROOT / path),
+         "-e", f"@{CACHE / 'python' / 'standin-vars.yml'}", *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=playbook_env(**(env or {})))
+    run.stdout = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout)
+    return run
