@@ -32,8 +32,8 @@ class UsageError(Exception):
     pass
 
 
-def _print_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, sort_keys=True))
+def _print_json(data: Any, sort_keys: bool = True) -> None:
+    print(json.dumps(data, indent=2, sort_keys=sort_keys))
 
 
 def _config(args: argparse.Namespace) -> NodeConfig:
@@ -216,7 +216,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     report = node_status(_config(args), expect=expect)
-    _print_json(report)
+    _print_json(report, sort_keys=False)  # units in SERVICE_UNITS order (start order)
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 

@@ -40,8 +40,8 @@ def env_for(tmp_path: Path, **overrides: str) -> dict[str, str]:
         "JOB_DEADLINE_SECONDS": "600",
         "CELERY_QUEUE": "secretflow",
         "WORKER_CONCURRENCY": "2",
-        "SERVICE_UNITS": "redis=secretflow-redis.service,ray_head=secretflow-ray.service,"
-                         "worker=secretflow-worker.service",
+        "SERVICE_UNITS": "redis=broker-a.service,ray_head=ray-a.service,"
+                         "worker=worker-a.service",
     }
     env.update(overrides)
     return env

@@ -36,13 +36,13 @@ def test_a_healthy_node_reports_ok_with_every_peer_in_the_matrix(config: NodeCon
     assert set(report["reachability"]) == {"bob", "carol"}
     assert report["reachability"]["carol"] == {"ip": "10.89.0.4", "rayfed_port": 30000, "spu_port": 31000,
                                                "rayfed": "refused", "spu": "refused", "open": True}
-    assert report["units"]["secretflow-ray.service"]["what"] == "Ray head"
+    assert report["units"]["ray-a.service"]["what"] == "Ray head"
 
 
 @pytest.mark.parametrize("overrides,expected", [
     ({"unit": lambda u: {"active": "inactive", "sub": "dead", "uptime_seconds": None}
-      if u == "secretflow-ray.service" else {"active": "active", "sub": "running", "uptime_seconds": 1}},
-     "Ray head (secretflow-ray.service) is inactive (dead)"),
+      if u == "ray-a.service" else {"active": "active", "sub": "running", "uptime_seconds": 1}},
+     "Ray head (ray-a.service) is inactive (dead)"),
     ({"redis": lambda cfg: {"answers": False, "error": "AuthenticationError: invalid password"}},
      "redis: no answer with the password: AuthenticationError"),
     ({"redis": lambda cfg: {"answers": True, "used_memory": 95, "maxmemory": 100, "aof_enabled": True,

@@ -209,3 +209,26 @@ def test_the_whole_node_restarts_healthy_with_units_in_order(host, journal):
     out = host.run(f"{VENV}/bin/sfnode health --env-file {ENV_FILE} --timeout 180")
     assert out.rc == 0, out.stdout + out.stderr + journal(WORKER_UNIT)
     assert json.loads(out.stdout)["ray"]["resources"].get("CPU", 0) >= 1
+
+
+# `systemd-analyze security` exposure (0 best, 10 unhardened) measured on this
+# scenario's node once the units were hardened (docs/guardrails.md): a change
+# that loosens a unit shows up here.
+EXPOSURE_AT_MOST = {REDIS_UNIT: 1.7, RAY_UNIT: 2.0, WORKER_UNIT: 2.0}
+
+
+@pytest.mark.parametrize("unit", UNITS)
+def test_each_unit_keeps_its_exposure_score(host, unit):
+    out = host.check_output(f"systemd-analyze security {unit} --no-pager")
+    match = re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", out)
+    assert match, out[-2000:]
+    assert float(match.group(1)) <= EXPOSURE_AT_MOST[unit], out
+    limits = dict(line.split("=", 1) for line in host.check_output(
+        f"systemctl show {unit} -p OOMScoreAdjust -p UMask -p RestrictNamespaces").splitlines())
+    assert limits["UMask"] in ("0007", "0027", "0077"), limits
+    if unit == REDIS_UNIT:
+        assert int(limits["OOMScoreAdjust"]) < 0, limits
+    else:
+        assert int(limits["OOMScoreAdjust"]) > 0, limits
+        memory = host.check_output(f"systemctl show {unit} -p MemoryMax -p TasksMax")
+        assert "MemoryMax=infinity" not in memory and "TasksMax=infinity" not in memory, memory
