@@ -37,23 +37,32 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import pairwise
-from pathlib import Path
 from typing import Any
+from pathlib import Path
+
+import yaml
+
+from sfnode.config import NodeConfig, parse_env_text
+from sfnode.federation import Federation, parse_federation
+from sfnode.jobspec import JobSpec, PartySpec
+from sfnode.sfargs import JobContext, sf_init_kwargs, spu_cluster_def, spu_link_desc
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS_CONF = ROOT / "scripts" / "containers.conf"
 PARTIES = ("alice", "bob")
 CONTAINER_PREFIX = "sff-demo-"
-NODE_ENV = "/etc/secretflow/node.env"
-FEDERATION_FILE = "/etc/secretflow/federation.json"
-VENV_PYTHON = "/opt/secretflow/venv/bin/python"
-NODE_USER = "secretflow"
-NODE_HOME = "/var/lib/secretflow"
+# The demo provisions with the node role's defaults: paths and users from there.
+NODE_DEFAULTS = yaml.safe_load((ROOT / "roles" / "node" / "defaults" / "main.yml").read_text())
+NODE_ENV = f"{NODE_DEFAULTS['node_config_dir']}/node.env"
+FEDERATION_FILE = f"{NODE_DEFAULTS['node_config_dir']}/federation.json"
+VENV_PYTHON = f"{NODE_DEFAULTS['node_install_dir']}/venv/bin/python"
+NODE_USER, RAY_USER = NODE_DEFAULTS["node_user"], NODE_DEFAULTS["node_ray_user"]
+NODE_HOME = NODE_DEFAULTS["node_data_dir"]
 SPEC_DIR = "/tmp/sff-bench"  # inside the containers: the platform runs' spec files
-BARE_DIR = f"{NODE_HOME}/bench"  # inside the containers: the bare runs' output files
+# inside the containers: the bare runs' outputs, where the Ray head's actors may write
+BARE_DIR = f"{NODE_HOME}/jobs/bench-by-hand"
 DATA_SUBDIR = "bench"  # under DATA_DIR: the PSI inputs
 PLATFORM_SLOT = 0
-SPU_FIELD = "FM128"
 SUM_VALUES = {"alice": 3, "bob": 4}
 PSI_RECEIVER = "alice"
 PSI_PROTOCOL = "PROTOCOL_RR22"
@@ -64,75 +73,8 @@ RUN_MARGIN_SECONDS = 180
 RESULT_MARK = "BENCH_RESULT "
 PHASES = ("import", "init", "run", "shutdown")
 
-# The bare job, run by the node venv's Python (3.10) as user secretflow. Its one
-# argument is a JSON object built by bare_config(); the sf.init, sf.SPU and
-# spu.psi arguments in it are those of src/sfnode/sfargs.py and kinds/psi.py.
-BARE_SCRIPT = r'''
-import json, os, sys, threading, time, traceback
-
-cfg = json.loads(sys.argv[1])
-t0 = time.monotonic()
-phases = {}
-
-
-def mark(name):
-    phases[name] = round(time.monotonic() - t0, 3)
-
-
-def finish(out, code):
-    out["phases"] = phases
-    print("BENCH_RESULT " + json.dumps(out), flush=True)
-    sys.stderr.flush()
-    os._exit(code)  # as the runner: skip a teardown Ray/rayfed threads can hang
-
-
-def expire():
-    finish({"ok": False, "error": "self-deadline of %s s passed" % cfg["deadline"]}, 124)
-
-
-timer = threading.Timer(cfg["deadline"], expire)
-timer.daemon = True
-timer.start()
-
-
-def as_int32(value):
-    import numpy as np
-    return np.int32(value)
-
-
-def add_all(*values):
-    import functools, operator
-    return functools.reduce(operator.add, values)
-
-
-def main():
-    import secretflow as sf
-    mark("import")
-    sf.init(**cfg["init"])
-    mark("init")
-    spu = sf.SPU(cfg["spu"], link_desc=cfg["link_desc"])
-    if cfg["kind"] == "spu_sum":
-        shares = [sf.PYU(p)(as_int32)(cfg["value"] if p == cfg["self"] else 0).to(spu)
-                  for p in cfg["ids"]]
-        result = {"sum": int(sf.reveal(spu(add_all)(*shares)))}
-    else:
-        os.makedirs(os.path.dirname(cfg["psi"]["output_path"][cfg["self"]]), exist_ok=True)
-        reports = spu.psi(**cfg["psi"])
-        result = {"parties": {r["party"]: {"original_count": int(r["original_count"]),
-                                           "intersection_count": int(r["intersection_count"])}
-                              for r in reports}}
-    mark("run")
-    sf.shutdown()
-    mark("shutdown")
-    return result
-
-
-try:
-    finish({"ok": True, "result": main()}, 0)
-except BaseException as exc:
-    traceback.print_exc()
-    finish({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}, 1)
-'''
+# The bare job: its own file, run inside the containers with the node venv's Python.
+BY_HAND = ROOT / "scripts" / "by_hand.py"
 
 
 class BenchError(Exception):
@@ -144,58 +86,32 @@ class SetupError(Exception):
 
 
 @dataclass(frozen=True)
-class PartyPorts:
-    id: str
-    ip: str
-    rayfed_start: int
-    spu_start: int
-    slots: int
+class Bench:
+    """The demo federation as the worker app reads it: each party's env file and the
+    federation file, parsed by sfnode itself."""
 
-    def rayfed_port(self, slot: int) -> int:
-        return self.rayfed_start + slot
+    configs: dict[str, NodeConfig]
+    federation: Federation
 
-    def spu_port(self, slot: int) -> int:
-        return self.spu_start + slot
-
-
-@dataclass(frozen=True)
-class Node:
-    party: str
-    env: dict[str, str]
-
-    @property
-    def container(self) -> str:
-        return CONTAINER_PREFIX + self.party
-
-    @property
-    def ray_address(self) -> str:
-        return f"{self.env['NODE_IP']}:{self.env['RAY_PORT']}"
-
-    @property
-    def data_dir(self) -> str:
-        return self.env["DATA_DIR"]
-
-    @property
-    def deadline(self) -> int:
-        return int(self.env.get("JOB_DEADLINE_SECONDS", "600"))
-
-
-@dataclass(frozen=True)
-class Federation:
-    nodes: dict[str, Node]
-    parties: tuple[PartyPorts, ...]
-
-    @property
-    def slots(self) -> int:
-        return min(p.slots for p in self.parties)
+    @staticmethod
+    def container(party: str) -> str:
+        return CONTAINER_PREFIX + party
 
     @property
     def bare_slot(self) -> int:
-        return self.slots - 1
+        return self.federation.slots(PARTIES) - 1
 
     @property
     def deadline(self) -> int:
-        return max(n.deadline for n in self.nodes.values())
+        return max(c.job_deadline_seconds for c in self.configs.values())
+
+    def context(self, party: str, kind: str, job_name: str, slot: int) -> JobContext:
+        """The job as the runner would see it on ``party`` (the by-hand run's arguments)."""
+        parties = tuple(PartySpec(p.id, p.ip, *p.ports(slot))
+                        for p in (self.federation.party(pid) for pid in PARTIES))
+        spec = JobSpec(job_id=job_name, kind=kind, slot=slot, deadline_seconds=self.deadline,
+                       parties=parties)
+        return JobContext(spec, self.configs[party], Path(BARE_DIR) / job_name)
 
 
 @dataclass
@@ -246,16 +162,6 @@ def exec_root(container: str, command: Sequence[str], input_text: str | None = N
 # --- the federation ----------------------------------------------------------------------
 
 
-def parse_env(text: str) -> dict[str, str]:
-    env = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            env[key.strip()] = value.strip()
-    return env
-
-
 def check_running(container: str) -> None:
     state = podman(["container", "inspect", "-f", "{{.State.Running}}", container])
     if state.returncode != 0 or state.stdout.strip() != "true":
@@ -263,97 +169,46 @@ def check_running(container: str) -> None:
                          "first: scripts/demo.sh up")
 
 
-def load_federation() -> Federation:
-    nodes = {}
+def load_bench() -> Bench:
+    configs = {}
     for party in PARTIES:
-        container = CONTAINER_PREFIX + party
+        container = Bench.container(party)
         check_running(container)
-        nodes[party] = Node(party, parse_env(exec_root(container, ["cat", NODE_ENV])))
-    data = json.loads(exec_root(CONTAINER_PREFIX + PARTIES[0], ["cat", FEDERATION_FILE]))
-    by_id = {p["id"]: p for p in data["parties"]}
-    missing = [p for p in PARTIES if p not in by_id]
+        configs[party] = NodeConfig.from_mapping(parse_env_text(exec_root(container, ["cat", NODE_ENV])),
+                                                 source=f"{container}:{NODE_ENV}")
+    federation = parse_federation(json.loads(exec_root(Bench.container(PARTIES[0]), ["cat", FEDERATION_FILE])),
+                                  FEDERATION_FILE)
+    missing = [p for p in PARTIES if p not in federation]
     if missing:
         raise SetupError(f"{FEDERATION_FILE} has no party {', '.join(missing)}")
-    parties = []
-    for party in PARTIES:
-        entry = by_id[party]
-        (rf_start, rf_end), (spu_start, spu_end) = entry["rayfed_ports"], entry["spu_ports"]
-        slots = min(rf_end - rf_start, spu_end - spu_start) + 1
-        parties.append(PartyPorts(party, entry["ip"], rf_start, spu_start, slots))
-    federation = Federation(nodes, tuple(parties))
-    if federation.bare_slot == PLATFORM_SLOT:
+    bench = Bench(configs, federation)
+    if bench.bare_slot == PLATFORM_SLOT:
         raise SetupError("the parties have a single port slot: the bare runs need a second one")
-    return federation
-
-
-# --- what the bare script gets: the arguments src/sfnode/sfargs.py builds ----------------
-
-
-def sf_init_kwargs(fed: Federation, party: str, job_name: str, slot: int) -> dict[str, Any]:
-    return {
-        "address": fed.nodes[party].ray_address,
-        "cluster_config": {
-            "parties": {
-                p.id: {"address": f"{p.ip}:{p.rayfed_port(slot)}",
-                       "listen_addr": f"0.0.0.0:{p.rayfed_port(slot)}"}
-                for p in fed.parties
-            },
-            "self_party": party,
-        },
-        "job_name": job_name,
-        "enable_waiting_for_other_parties_ready": True,
-        "cross_silo_comm_options": {
-            "exit_on_sending_failure": True,
-            "expose_error_trace": True,
-            "use_global_proxy": False,
-        },
-        "logging_level": "info",
-        "log_to_driver": True,
-    }
-
-
-def spu_cluster_def(fed: Federation, slot: int) -> dict[str, Any]:
-    return {
-        "nodes": [
-            {"party": p.id, "address": f"{p.ip}:{p.spu_port(slot)}",
-             "listen_address": f"0.0.0.0:{p.spu_port(slot)}"}
-            for p in fed.parties
-        ],
-        "runtime_config": {"protocol": "SEMI2K", "field": SPU_FIELD},
-    }
-
-
-def spu_link_desc(deadline: int) -> dict[str, Any]:
-    return {
-        "connect_retry_times": 120,
-        "connect_retry_interval_ms": 1000,
-        "recv_timeout_ms": deadline * 1000,
-        "http_timeout_ms": deadline * 1000,
-    }
+    return bench
 
 
 def psi_input(keys: int) -> str:
     return f"{DATA_SUBDIR}/ids-{keys}.csv"
 
 
-def bare_config(fed: Federation, party: str, kind: str, job_name: str,
+def bare_config(fed: Bench, party: str, kind: str, job_name: str,
                 keys: int) -> dict[str, Any]:
-    slot = fed.bare_slot
+    ctx = fed.context(party, kind, job_name, fed.bare_slot)
     config: dict[str, Any] = {
         "kind": kind,
         "self": party,
         "ids": list(PARTIES),
         "deadline": fed.deadline,
-        "init": sf_init_kwargs(fed, party, job_name, slot),
-        "spu": spu_cluster_def(fed, slot),
-        "link_desc": spu_link_desc(fed.deadline),
+        "init": sf_init_kwargs(ctx),
+        "spu": spu_cluster_def(ctx, "SEMI2K"),
+        "link_desc": spu_link_desc(ctx),
     }
     if kind == "spu_sum":
         config["value"] = SUM_VALUES[party]
     else:
         config["psi"] = {
             "keys": {p: ["id"] for p in PARTIES},
-            "input_path": {p: f"{fed.nodes[p].data_dir}/{psi_input(keys)}" for p in PARTIES},
+            "input_path": {p: f"{fed.configs[p].data_dir}/{psi_input(keys)}" for p in PARTIES},
             "output_path": {p: f"{BARE_DIR}/{job_name}/psi_output.csv" for p in PARTIES},
             "receiver": PSI_RECEIVER,
             "table_keys_duplicated": {p: False for p in PARTIES},
@@ -363,12 +218,12 @@ def bare_config(fed: Federation, party: str, kind: str, job_name: str,
     return config
 
 
-def bare_command(fed: Federation, party: str, kind: str, job_name: str,
+def bare_command(fed: Bench, party: str, kind: str, job_name: str,
                  keys: int) -> list[str]:
     config = json.dumps(bare_config(fed, party, kind, job_name, keys))
-    return ["podman", "exec", "-u", NODE_USER, "-w", NODE_HOME, CONTAINER_PREFIX + party,
+    return ["podman", "exec", "-u", NODE_USER, "-w", NODE_HOME, Bench.container(party),
             "env", "-u", "RAY_ADDRESS", f"HOME={NODE_HOME}",
-            VENV_PYTHON, "-c", BARE_SCRIPT, config]
+            VENV_PYTHON, "-c", BY_HAND.read_text(), config]
 
 
 # --- the platform's job specs ------------------------------------------------------------
@@ -384,10 +239,10 @@ def platform_spec(kind: str, job_id: str, keys: int) -> dict[str, Any]:
             "params": params}
 
 
-def write_spec(fed: Federation, spec: dict[str, Any]) -> str:
+def write_spec(fed: Bench, spec: dict[str, Any]) -> str:
     path = f"{SPEC_DIR}/{spec['job_id']}.json"
-    for node in fed.nodes.values():
-        exec_root(node.container, ["sh", "-c", f"mkdir -p {SPEC_DIR} && cat > {path}"],
+    for party in PARTIES:
+        exec_root(Bench.container(party), ["sh", "-c", f"mkdir -p {SPEC_DIR} && cat > {path}"],
                   input_text=json.dumps(spec))
     return path
 
@@ -499,7 +354,7 @@ def bare_phases(ended: dict[str, float]) -> dict[str, float]:
 # --- one measurement ------------------------------------------------------------------------
 
 
-def run_platform(fed: Federation, kind: str, label: str, job_id: str, rep: int,
+def run_platform(fed: Bench, kind: str, label: str, job_id: str, rep: int,
                  keys: int) -> Run:
     spec_path = write_spec(fed, platform_spec(kind, job_id, keys))
     commands = {p: submit_command(p, spec_path) for p in PARTIES}
@@ -509,7 +364,7 @@ def run_platform(fed: Federation, kind: str, label: str, job_id: str, rep: int,
     return Run(f"{label} platform", rep, job_id, wall, parties)
 
 
-def run_bare(fed: Federation, kind: str, label: str, job_name: str, rep: int,
+def run_bare(fed: Bench, kind: str, label: str, job_name: str, rep: int,
              keys: int) -> Run:
     commands = {p: bare_command(fed, p, kind, job_name, keys) for p in PARTIES}
     wall, done = run_both(commands, fed.deadline + RUN_MARGIN_SECONDS)
@@ -538,23 +393,25 @@ def write_ids(path: Path, ids: range) -> None:
         handle.writelines(f"{i}\n" for i in ids)
 
 
-def upload_psi_inputs(fed: Federation, keys: int) -> None:
+def upload_psi_inputs(fed: Bench, keys: int) -> None:
     """Generate each party's ids once here and copy them into its data directory."""
     with tempfile.TemporaryDirectory(prefix="sff-bench-") as tmp:
         for party, ids in psi_ranges(keys).items():
             local = Path(tmp) / f"{party}.csv"
             write_ids(local, ids)
-            node = fed.nodes[party]
-            remote_dir = f"{node.data_dir}/{DATA_SUBDIR}"
-            exec_root(node.container, ["mkdir", "-p", remote_dir])
-            podman_ok(["cp", str(local), f"{node.container}:{node.data_dir}/{psi_input(keys)}"])
-            exec_root(node.container, ["chown", "-R", f"{NODE_USER}:{NODE_USER}", remote_dir])
+            container, data_dir = Bench.container(party), fed.configs[party].data_dir
+            remote_dir = f"{data_dir}/{DATA_SUBDIR}"
+            exec_root(container, ["mkdir", "-p", remote_dir])
+            podman_ok(["cp", str(local), f"{container}:{data_dir}/{psi_input(keys)}"])
+            # the worker's user owns inputs; the Ray head's group reads them
+            exec_root(container, ["chown", "-R", f"{NODE_USER}:{RAY_USER}", remote_dir])
+            exec_root(container, ["chmod", "-R", "u=rwX,g=rX,o=", remote_dir])
 
 
-def clean_up(fed: Federation) -> None:
+def clean_up(fed: Bench) -> None:
     """Remove the spec files and the bare runs' outputs (best effort)."""
-    for node in fed.nodes.values():
-        podman(["exec", node.container, "rm", "-rf", SPEC_DIR, BARE_DIR])
+    for party in PARTIES:
+        podman(["exec", Bench.container(party), "rm", "-rf", SPEC_DIR, BARE_DIR])
 
 
 # --- the machine and the report -------------------------------------------------------------
@@ -623,7 +480,7 @@ def print_report(runs: list[Run], keys: int, repeat: int, info: dict[str, Any]) 
 
 
 def report_json(runs: list[Run], keys: int, repeat: int, info: dict[str, Any],
-                fed: Federation | None, error: str | None) -> dict[str, Any]:
+                fed: Bench | None, error: str | None) -> dict[str, Any]:
     med = medians(runs)
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -644,7 +501,7 @@ def report_json(runs: list[Run], keys: int, repeat: int, info: dict[str, Any],
 # --- main -----------------------------------------------------------------------------------
 
 
-def run_all(fed: Federation, args: argparse.Namespace, runs: list[Run]) -> None:
+def run_all(fed: Bench, args: argparse.Namespace, runs: list[Run]) -> None:
     stamp = time.strftime("%m%d%H%M") + "-" + secrets.token_hex(2)
     jobs = [("spu_sum", "trivial")] + ([] if args.skip_psi else [("psi", "psi")])
     if not args.skip_psi:
@@ -696,11 +553,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     info = machine()
     runs: list[Run] = []
-    fed: Federation | None = None
+    fed: Bench | None = None
     error: str | None = None
     code = 0
     try:
-        fed = load_federation()
+        fed = load_bench()
         run_all(fed, args, runs)
     except SetupError as exc:
         error, code = str(exc), 2

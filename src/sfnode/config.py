@@ -403,12 +403,17 @@ def child_environment(config: NodeConfig) -> dict[str, str]:
 
 
 def read_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
-    """Parse ``KEY=VALUE`` lines (no quoting, no ``export``); blanks and ``#`` lines are skipped."""
+    """Parse the env file at ``path`` (see :func:`parse_env_text`)."""
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"cannot read env file: {exc.strerror or exc}"], source) from exc
+    return parse_env_text(text, source)
+
+
+def parse_env_text(text: str, source: str = "env file") -> dict[str, str]:
+    """Parse ``KEY=VALUE`` lines (no quoting, no ``export``); blanks and ``#`` lines are skipped."""
     values: dict[str, str] = {}
     problems = Problems(ENV_STYLE)
     for number, raw in enumerate(text.splitlines(), start=1):
