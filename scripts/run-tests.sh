@@ -19,15 +19,14 @@ stage() {
   else failed=$((failed + 1)); failures+=("$name"); echo "=== $name: FAILED ($((SECONDS - t0)) s)"; fi
 }
 
-stage lint ansible-lint
-stage unit python -m pytest -q tests/unit tests/static
 # The nodes' wheelhouse, downloaded once before the scenarios start: the
 # federation scenario mounts it into its hosts, and on a bare machine nothing
 # else would have put it there in time.
 stage wheelhouse ansible-playbook playbooks/wheelhouse.yml -e "@$SFF_CACHE/python/standin-vars.yml"
 # The scenarios use their own containers and networks: they run side by side
-# (much of their time is spent waiting on installs and job deadlines). Each
-# one's output goes to build/test-logs/<scenario>.log and is printed whole.
+# (much of their time is spent waiting on installs and job deadlines), and
+# lint and the unit tests run while they do. Each scenario's output goes to
+# build/test-logs/<scenario>.log and is printed whole when it ends.
 logs=$SFF_ROOT/build/test-logs
 mkdir -p "$logs"
 declare -A started pids
@@ -37,6 +36,8 @@ for s in $scenarios; do
   pids[$s]=$!
   echo "=== molecule $s: started (output in $logs/$s.log)"
 done
+stage lint ansible-lint
+stage unit python -m pytest -q tests/unit tests/static
 for s in $scenarios; do
   wait "${pids[$s]}"; rc=$?
   cat "$logs/$s.log"
