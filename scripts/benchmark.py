@@ -56,7 +56,7 @@ NODE_DEFAULTS = yaml.safe_load((ROOT / "roles" / "node" / "defaults" / "main.yml
 NODE_ENV = f"{NODE_DEFAULTS['node_config_dir']}/node.env"
 FEDERATION_FILE = f"{NODE_DEFAULTS['node_config_dir']}/federation.json"
 VENV_PYTHON = f"{NODE_DEFAULTS['node_install_dir']}/venv/bin/python"
-NODE_USER, RAY_USER = NODE_DEFAULTS["node_user"], NODE_DEFAULTS["node_ray_user"]
+NODE_USER, NODE_GROUP = NODE_DEFAULTS["node_user"], NODE_DEFAULTS["node_group"]
 NODE_HOME = NODE_DEFAULTS["node_data_dir"]
 SPEC_DIR = "/tmp/sff-bench"  # inside the containers: the platform runs' spec files
 # inside the containers: the bare runs' outputs, where the Ray head's actors may write
@@ -403,9 +403,7 @@ def upload_psi_inputs(fed: Bench, keys: int) -> None:
             remote_dir = f"{data_dir}/{DATA_SUBDIR}"
             exec_root(container, ["mkdir", "-p", remote_dir])
             podman_ok(["cp", str(local), f"{container}:{data_dir}/{psi_input(keys)}"])
-            # the worker's user owns inputs; the Ray head's group reads them
-            exec_root(container, ["chown", "-R", f"{NODE_USER}:{RAY_USER}", remote_dir])
-            exec_root(container, ["chmod", "-R", "u=rwX,g=rX,o=", remote_dir])
+            exec_root(container, ["chown", "-R", f"{NODE_USER}:{NODE_GROUP}", remote_dir])
 
 
 def clean_up(fed: Bench) -> None:
