@@ -21,10 +21,14 @@ from typing import Any
 # What a valid id and port are is the worker app's to say (it checks the
 # same values in the env file and the federation file).
 try:
-    from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN
+    from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN, PortRange
+    from sfnode.config import port_slots as _app_port_slots
+    from sfnode.federation import FEDERATION_VERSION
 except ImportError:  # a controller venv without the app installed: use the checkout's
     sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "src"))
-    from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN
+    from sfnode.config import NODE_ID_RE, PORT_MAX, PORT_MIN, PortRange
+    from sfnode.config import port_slots as _app_port_slots
+    from sfnode.federation import FEDERATION_VERSION
 
 RANGES = ("node_rayfed_ports", "node_spu_ports")
 
@@ -53,15 +57,16 @@ def port_slots(rayfed: Any, spu: Any) -> int:
     """Jobs a party can run at once: a job takes one port of each range. 0
     when a range is malformed (federation_problems names it)."""
     try:
-        return max(min(int(r["end"]) - int(r["start"]) + 1 for r in (rayfed, spu)), 0)
-    except (KeyError, TypeError, ValueError):
+        ranges = [PortRange(int(r["start"]), int(r["end"])) for r in (rayfed, spu)]
+        return _app_port_slots(*ranges)
+    except (KeyError, TypeError, ValueError):  # an inverted range has no length either
         return 0
 
 
 def federation_document(parties: Any) -> dict[str, Any]:
     """The federation file: every party's id, address and two ranges
     (rayfed_ports, spu_ports: [start, end]), by id."""
-    return {"version": 1, "parties": sorted(
+    return {"version": FEDERATION_VERSION, "parties": sorted(
         ({"id": p["id"], "ip": p["ip"],
           **{name.removeprefix("node_"): [int(p[name]["start"]), int(p[name]["end"])] for name in RANGES}}
          for p in parties), key=lambda p: p["id"])}
