@@ -37,7 +37,7 @@ UNITS = (REDIS["redis_unit"], RAY_HEAD["ray_head_unit"], WORKER["celery_worker_u
 REDIS_UNIT, RAY_UNIT, WORKER_UNIT = UNITS
 # Redis as Debian's redis user, the Ray head as its own user (it must not read
 # the broker password), the worker as the service user.
-UNIT_USERS = {REDIS_UNIT: REDIS["redis_user"], RAY_UNIT: NODE["node_user"], WORKER_UNIT: NODE["node_user"]}
+UNIT_USERS = {REDIS_UNIT: REDIS["redis_user"], RAY_UNIT: NODE["node_ray_user"], WORKER_UNIT: NODE["node_user"]}
 ENV_FILE = f"{NODE['node_config_dir']}/node.env"
 VENV = f"{NODE['node_install_dir']}/venv"  # secretflow_runtime_venv
 

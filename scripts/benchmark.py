@@ -42,7 +42,7 @@ from pathlib import Path
 
 import yaml
 
-from sfnode.config import NodeConfig, parse_env_text
+from sfnode.config import DRIVER_ENVIRONMENT, NodeConfig, parse_env_text
 from sfnode.federation import Federation, parse_federation
 from sfnode.jobspec import JobSpec, PartySpec
 from sfnode.sfargs import JobContext, sf_init_kwargs, spu_cluster_def, spu_link_desc
@@ -56,7 +56,7 @@ NODE_DEFAULTS = yaml.safe_load((ROOT / "roles" / "node" / "defaults" / "main.yml
 NODE_ENV = f"{NODE_DEFAULTS['node_config_dir']}/node.env"
 FEDERATION_FILE = f"{NODE_DEFAULTS['node_config_dir']}/federation.json"
 VENV_PYTHON = f"{NODE_DEFAULTS['node_install_dir']}/venv/bin/python"
-NODE_USER, NODE_GROUP = NODE_DEFAULTS["node_user"], NODE_DEFAULTS["node_group"]
+NODE_USER, RAY_USER = NODE_DEFAULTS["node_user"], NODE_DEFAULTS["node_ray_user"]
 NODE_HOME = NODE_DEFAULTS["node_data_dir"]
 SPEC_DIR = "/tmp/sff-bench"  # inside the containers: the platform runs' spec files
 # inside the containers: the bare runs' outputs, where the Ray head's actors may write
@@ -223,6 +223,7 @@ def bare_command(fed: Bench, party: str, kind: str, job_name: str,
     config = json.dumps(bare_config(fed, party, kind, job_name, keys))
     return ["podman", "exec", "-u", NODE_USER, "-w", NODE_HOME, Bench.container(party),
             "env", "-u", "RAY_ADDRESS", f"HOME={NODE_HOME}",
+            *(f"{key}={value}" for key, value in DRIVER_ENVIRONMENT.items()),
             VENV_PYTHON, "-c", BY_HAND.read_text(), config]
 
 
@@ -403,7 +404,9 @@ def upload_psi_inputs(fed: Bench, keys: int) -> None:
             remote_dir = f"{data_dir}/{DATA_SUBDIR}"
             exec_root(container, ["mkdir", "-p", remote_dir])
             podman_ok(["cp", str(local), f"{container}:{data_dir}/{psi_input(keys)}"])
-            exec_root(container, ["chown", "-R", f"{NODE_USER}:{NODE_GROUP}", remote_dir])
+            # the worker's user owns inputs; the Ray head's group reads them
+            exec_root(container, ["chown", "-R", f"{NODE_USER}:{RAY_USER}", remote_dir])
+            exec_root(container, ["chmod", "-R", "u=rwX,g=rX,o=", remote_dir])
 
 
 def clean_up(fed: Bench) -> None:

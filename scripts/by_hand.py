@@ -54,7 +54,9 @@ def main():
                   for p in cfg["ids"]]
         result = {"sum": int(sf.reveal(spu(add_all)(*shares)))}
     else:
-        os.makedirs(os.path.dirname(cfg["psi"]["output_path"][cfg["self"]]), exist_ok=True)
+        out_dir = os.path.dirname(cfg["psi"]["output_path"][cfg["self"]])
+        os.makedirs(out_dir, exist_ok=True)
+        os.chmod(out_dir, 0o2770)  # the Ray head's actors (its own user, this group) write here
         reports = spu.psi(**cfg["psi"])
         result = {"parties": {r["party"]: {"original_count": int(r["original_count"]),
                                            "intersection_count": int(r["intersection_count"])}

@@ -393,11 +393,20 @@ class NodeConfig:
         }
 
 
+# Set for every Ray driver this node starts. The drivers run as the worker's
+# user, the Ray head as a user of its own; Ray makes the session's event-log
+# directory private to the head's user, and a driver of another user that
+# cannot open its event log there aborts inside ray.init (SIGABRT). Drivers'
+# events are not needed: the head's own are still written.
+DRIVER_ENVIRONMENT = {"RAY_event_log_reporter_enabled": "0"}
+
+
 def child_environment(config: NodeConfig) -> dict[str, str]:
     """The environment of a process this node starts (a job's runner, the Ray probe)."""
     # RAY_ADDRESS would override the address given to ray.init.
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env.update(config.to_env())
+    env.update(DRIVER_ENVIRONMENT)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from conftest import env_for
-from sfnode.config import ConfigError, NodeConfig, PortRange, read_env_file, redact_url
+from sfnode.config import ConfigError, NodeConfig, PortRange, child_environment, read_env_file, redact_url
 
 
 def test_valid_mapping_parses_every_key(tmp_path: Path) -> None:
@@ -159,3 +159,15 @@ def test_a_default_deadline_above_the_node_maximum_is_refused(tmp_path: Path) ->
         NodeConfig.from_mapping(bad)
     assert "JOB_DEADLINE_SECONDS='1200' is not valid; expected an integer in 1..900" in str(caught.value)
     assert NodeConfig.from_mapping({**env, "JOB_MAX_DEADLINE_SECONDS": "7200"}).job_max_deadline_seconds == 7200
+
+
+def test_child_environment_is_a_driver_of_another_users_head(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = NodeConfig.from_mapping(env_for(tmp_path))
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.9:6379")
+    env = child_environment(config)
+    # ray.init gets its address from the node, not from an inherited variable
+    assert "RAY_ADDRESS" not in env
+    # without this, a driver that is not the Ray head's user aborts in ray.init
+    assert env["RAY_event_log_reporter_enabled"] == "0"
+    assert env["NODE_ID"] == config.node_id

@@ -9,7 +9,7 @@ import json
 from conftest import run_molecule_playbook, run_site
 from shared import CACHE, NODE, RAY_UNIT, ROOT, WORKER_UNIT
 
-USER, GROUP = NODE["node_user"], NODE["node_group"]
+USER, RAY_USER = NODE["node_user"], NODE["node_ray_user"]
 
 FEDERATION_FILE = "/etc/secretflow/federation.json"
 SUBMITTED = NODE["node_submitted_dir"]
@@ -61,10 +61,13 @@ def test_an_upload_is_written_by_the_service_user(host, tmp_path):
     run = run_molecule_playbook("playbooks/upload.yml", "-e", f"src={src}", "-e", "dest=guards/ids.csv")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     written = host.file("/var/lib/secretflow/data/guards/ids.csv")
-    assert (written.user, written.group, written.mode) == (USER, GROUP, 0o640)
+    # the Ray head's group may read it (its actors read inputs), not write it
+    assert (written.user, written.group, written.mode) == (USER, RAY_USER, 0o640)
     assert written.content_string.splitlines() == ["id", "1", "2"]
     directory = host.file("/var/lib/secretflow/data/guards")
-    assert (directory.user, directory.group, directory.mode) == (USER, GROUP, 0o750)
+    assert (directory.user, directory.group, directory.mode) == (USER, RAY_USER, 0o2750)
+    assert host.run(f"runuser -u {RAY_USER} -- cat /var/lib/secretflow/data/guards/ids.csv").rc == 0
+    assert host.run(f"runuser -u {RAY_USER} -- sh -c 'echo x >> /var/lib/secretflow/data/guards/ids.csv'").rc != 0
     host.run("rm -rf /var/lib/secretflow/data/guards")
 
 
@@ -107,3 +110,21 @@ def test_no_command_line_holds_the_password_during_a_restart(host):
     assert password not in output  # -vvv shows module arguments
     host.run(f"rm -f {log}")
 
+
+def test_the_ray_head_runs_as_its_own_user_who_cannot_read_the_broker_password(host):
+    raylet = host.run("ps -o user= -C raylet").stdout.split()
+    assert raylet and set(raylet) == {RAY_USER}, raylet
+    denied = host.run(f"runuser -u {RAY_USER} -- cat /etc/secretflow/node.env")
+    assert denied.rc != 0 and "Permission denied" in denied.stderr
+    assert host.run(f"runuser -u {RAY_USER} -- cat /etc/secretflow/redis.conf").rc != 0
+    # the worker's user reads it (the worker's own configuration)
+    assert host.run(f"runuser -u {USER} -- cat /etc/secretflow/node.env").rc == 0
+
+
+def test_inputs_are_read_only_to_both_services(host):
+    for unit in (RAY_UNIT, WORKER_UNIT):
+        paths = host.check_output(f"systemctl show -p ReadOnlyPaths --value {unit}")
+        assert "/var/lib/secretflow/data" in paths.split(), (unit, paths)
+    data = host.file("/var/lib/secretflow/data")
+    assert (data.user, data.group, data.mode) == (USER, RAY_USER, 0o2750)
+    assert host.run(f"runuser -u {RAY_USER} -- touch /var/lib/secretflow/data/planted").rc != 0
