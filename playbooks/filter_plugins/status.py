@@ -29,12 +29,14 @@ def _cell(row: dict[str, Any] | None) -> str:
 
 
 def status_federation(reports: list[dict[str, Any]], missing: list[str] | None = None,
-                      limited: bool = False) -> dict[str, Any]:
+                      limited: bool = False, outside: list[str] | None = None) -> dict[str, Any]:
     """The federation's document: every party's report, the reachability
     matrix (row reaches column), every problem prefixed with its party, and
     the one-line verdict. ``missing``: hosts of the run that gave no report
     (unreachable); ``limited``: the run covers part of the group only, so a
-    peer in a federation file without a report is not a problem."""
+    peer in a federation file without a report is not a problem; ``outside``:
+    the parties of the inventory's cards (other organisations report their
+    own), listed in the federation files as they should be."""
     parties = {r.get("node_id") or f"host {i}": r for i, r in enumerate(reports)}
     ids = sorted(parties)
     problems: list[str] = []
@@ -46,7 +48,7 @@ def status_federation(reports: list[dict[str, Any]], missing: list[str] | None =
             for other in sorted(set(ids) - peers - {pid}):
                 problems.append(f"{pid}: its federation file does not list {other} (run site.yml)")
             if not limited:
-                for other in sorted(peers - set(ids)):
+                for other in sorted(peers - set(ids) - set(outside or ())):
                     problems.append(f"{pid}: its federation file lists {other}, which is not in this run "
                                     "(not in the inventory, or unreachable)")
     for host in missing or []:

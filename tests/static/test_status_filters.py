@@ -103,3 +103,13 @@ def test_an_unreachable_host_and_a_failed_probe():
 def test_no_report_at_all_is_unhealthy():
     doc = status.status_federation([], missing=["sff-alice"])
     assert doc["ok"] is False and "no party reported" in doc["verdict"]
+
+
+def test_a_party_of_another_organisation_is_no_problem_when_its_card_is_listed():
+    """alice and bob are this inventory's; carol is another organisation's (a card): she reports to hers."""
+    reports = [report("alice"), report("bob")]
+    unknown = status.status_federation(reports)
+    assert unknown["ok"] is False
+    assert "alice: its federation file lists carol, which is not in this run" in unknown["verdict"]
+    doc = status.status_federation(reports, outside=["carol"])
+    assert doc["ok"] is True, doc["problems"]

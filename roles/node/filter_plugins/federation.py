@@ -65,10 +65,12 @@ def port_slots(rayfed: Any, spu: Any) -> int:
 
 def federation_document(parties: Any) -> dict[str, Any]:
     """The federation file: every party's id, address and two ranges
-    (rayfed_ports, spu_ports: [start, end]), by id."""
+    (rayfed_ports, spu_ports: [start, end]), and its TLS certificate when it
+    has one, by id."""
     return {"version": FEDERATION_VERSION, "parties": sorted(
         ({"id": p["id"], "ip": p["ip"],
-          **{name.removeprefix("node_"): [int(p[name]["start"]), int(p[name]["end"])] for name in RANGES}}
+          **{name.removeprefix("node_"): [int(p[name]["start"]), int(p[name]["end"])] for name in RANGES},
+          **({"certificate": p["certificate"]} if p.get("certificate") else {})}
          for p in parties), key=lambda p: p["id"])}
 
 

@@ -1,0 +1,135 @@
+"""Party cards (what an organisation publishes for its peers) are checked by
+site.yml's preflight like hosts, and their certificates before any host
+changes: each problem names the card, the party and what is wrong.
+
+Runs `ansible-playbook site.yml --tags preflight` against this machine (see
+test_preflight.py), and the card filters directly.
+"""
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from test_preflight import ROOT, preflight_parties
+
+SECRET = {"redis_password": "a" * 32}
+
+
+def _filters(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "roles" / "node" / "filter_plugins" / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+cards_filters = _filters("cards")
+
+
+def certificate(party: str, ip: str, *, days: int = 30, ca: bool = False, san: str | None = None,
+                server_and_client: bool = True) -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH] + ([ExtendedKeyUsageOID.CLIENT_AUTH] if server_and_client else [])
+    builder = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               .not_valid_before(now - datetime.timedelta(days=400 if days < 0 else 0, hours=1))
+               .not_valid_after(now + datetime.timedelta(days=days))
+               .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(san or ip))]),
+                              critical=False)
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+               .add_extension(x509.ExtendedKeyUsage(usages), critical=False))
+    return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+
+def card(party: str, ip: str, rayfed: int = 20000, spu: int = 21000, **cert: Any) -> dict[str, Any]:
+    return {"card_version": 1, "id": party, "ip": ip, "rayfed_ports": {"start": rayfed, "end": rayfed + 31},
+            "spu_ports": {"start": spu, "end": spu + 31}, "certificate": certificate(party, ip, **cert)}
+
+
+def write_cards(tmp_path: Path, cards: dict[str, Any]) -> list[str]:
+    paths = []
+    for name, content in cards.items():
+        path = tmp_path / f"{name}.yml"
+        if content is not None:
+            path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+        paths.append(str(path))
+    return paths
+
+
+def test_a_good_card_joins_the_federation(tmp_path: Path) -> None:
+    paths = write_cards(tmp_path, {"bob": card("bob", "192.0.2.11")})
+    result = preflight_parties(tmp_path, {"alice": {**SECRET, "node_peer_cards": paths}})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_bad_cards_are_refused_naming_the_card_and_the_party(tmp_path: Path) -> None:
+    cards = {
+        "expired": card("bob", "192.0.2.11", days=-1),
+        "wrong-san": card("carol", "192.0.2.12", san="192.0.2.99"),
+        "ca": card("dave", "192.0.2.13", ca=True),
+        "server-only": card("erin", "192.0.2.14", server_and_client=False),
+        "no-ip": {**card("frank", "192.0.2.15"), "ip": None},
+        "missing": None,
+        "not-yaml": "id: [unclosed",
+        # a card for a party the inventory manages itself
+        "clash": card("alice", "192.0.2.16"),
+    }
+    paths = dict(zip(cards, write_cards(tmp_path, cards)))
+    result = preflight_parties(tmp_path, {"alice": {**SECRET, "node_peer_cards": list(paths.values())}})
+    output = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode != 0, output[-3000:]
+    expected = {
+        "expired": "(party bob): certificate expired on",
+        "wrong-san": "(party carol): certificate names 192.0.2.99 (subjectAltName), not the party's ip 192.0.2.12",
+        "ca": "(party dave): certificate is a CA certificate (CA:TRUE)",
+        "server-only": "(party erin): certificate is not for clientAuth",
+        "no-ip": "(party frank): ip missing",
+        "missing": ": cannot be read",
+        "not-yaml": ": is not YAML",
+    }
+    for name, fragment in expected.items():
+        joined = f"party card {paths[name]}{'' if fragment.startswith(':') else ' '}{fragment}"
+        assert joined in output, (name, output[-4000:])
+    assert f"node_id 'alice' is used by hosts alice, card {paths['clash']}" in output, output[-4000:]
+    assert "nothing was changed on any host" in output
+
+
+def test_a_party_card_reads_back_as_written() -> None:
+    pem = certificate("bob", "192.0.2.11")
+    party = {"id": "bob", "ip": "192.0.2.11", "node_rayfed_ports": {"start": 20000, "end": 20031},
+             "node_spu_ports": {"start": 21000, "end": 21031}}
+    written = cards_filters.party_card(party, pem)
+    assert written["certificate"] == pem and written["rayfed_ports"] == {"start": 20000, "end": 20031}
+    assert cards_filters.certificate_problems(written["certificate"], written["ip"]) == []
+
+
+def test_the_federation_file_carries_each_partys_certificate(tmp_path: Path) -> None:
+    pem = certificate("bob", "192.0.2.11")
+    (tmp_path / "bob.yml").write_text(yaml.safe_dump(card("bob", "192.0.2.11") | {"certificate": pem}))
+    hosts = [{"__node_party": {"host": "alice", "id": "alice", "ip": "192.0.2.10",
+                               "node_rayfed_ports": {"start": 20000, "end": 20031},
+                               "node_spu_ports": {"start": 21000, "end": 21031}},
+              "__node_certificate": None}]
+    parties = cards_filters.federation_parties(hosts, cards_filters.party_cards([str(tmp_path / "bob.yml")]))
+    document = _filters("federation").federation_document(parties)
+    by_id = {p["id"]: p for p in document["parties"]}
+    assert "certificate" not in by_id["alice"]  # no TLS there: no certificate field
+    assert by_id["bob"]["certificate"] == pem
+
+
+@pytest.mark.parametrize("days, expired", [(1, False), (-1, True)])
+def test_an_expired_certificate_is_named(days: int, expired: bool) -> None:
+    problems = cards_filters.certificate_problems(certificate("bob", "192.0.2.11", days=days), "192.0.2.11")
+    assert any("expired" in p for p in problems) is expired
