@@ -3,8 +3,8 @@
 Validate the spec, take the slot's lock, prepare the job's work dir (the spec
 and, on a node with TLS, the trust bundle of the job's peers), start the
 runner in a session of its own, wait until the deadline and, past it, kill
-the runner's whole process group. The answer is always a JSON-able dict; this module does not raise for
-anything a job or an operator can get wrong.
+the runner's whole process group. The answer is always a JSON-able dict;
+this module does not raise for anything a job or an operator can get wrong.
 """
 
 from __future__ import annotations
