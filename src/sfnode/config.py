@@ -62,8 +62,13 @@ DEFAULTS = {
     "JOB_RETENTION_MB": "20480",
     # Ray's temp dir (its session logs); empty: none are pruned.
     "RAY_TEMP_DIR": "",
+    # This node's certificate and private key (PEM files) for mutual TLS between
+    # parties; both empty: this node runs without TLS (a lab opt-out).
+    "TLS_CERT": "",
+    "TLS_KEY": "",
 }
 KEYS = REQUIRED_KEYS + tuple(DEFAULTS)
+TLS_KEYS = ("TLS_CERT", "TLS_KEY")
 
 # How the env file's problems read: ``RAY_PORT='80' is not valid; ...``.
 ENV_STYLE = Style(with_value="{field}={value} {reason}", without_value="{field} {reason}")
@@ -223,6 +228,21 @@ class _EnvReader:
                               "an absolute path")
         return Path(text)
 
+    def optional_path(self, key: str) -> Path | None:
+        """An absolute path, or None when the key is empty."""
+        return self.absolute_path(key) if self.text(key).strip() else None
+
+    def tls_files(self) -> tuple[Path | None, Path | None]:
+        """TLS_CERT and TLS_KEY: both set (TLS on) or both empty (no TLS)."""
+        cert, key = (self.optional_path(k) for k in TLS_KEYS)
+        for name, value, other in (("TLS_CERT", cert, "TLS_KEY"), ("TLS_KEY", key, "TLS_CERT")):
+            if value is None and self.text(other).strip():
+                self.problems.add(name, MISSING, f"is empty while {other} is set; expected both "
+                                  "TLS_CERT and TLS_KEY (this node's certificate and private key, "
+                                  "absolute paths) for TLS between parties, or neither to run "
+                                  "without TLS", "an absolute path")
+        return cert, key
+
     def service_units(self, key: str) -> tuple[tuple[str, str], ...]:
         """``COMPONENT=UNIT,...`` as ordered (component, unit) pairs; empty: none."""
         text = self.text(key)
@@ -322,6 +342,14 @@ class NodeConfig:
     job_retention_days: int = 14
     job_retention_mb: int = 20480
     ray_temp_dir: Path | None = None
+    # This node's certificate and private key for mutual TLS; both None: no TLS.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @property
+    def tls_enabled(self) -> bool:
+        """Whether this node's links to its peers (rayfed, SPU) use mutual TLS."""
+        return self.tls_cert is not None and self.tls_key is not None
 
     @property
     def ray_address(self) -> str:
@@ -353,6 +381,7 @@ class NodeConfig:
         retention_days = keys.integer("JOB_RETENTION_DAYS", 1, 3650)
         retention_mb = keys.integer("JOB_RETENTION_MB", 1, 2**31)
         ray_temp_dir = keys.absolute_path("RAY_TEMP_DIR") if keys.text("RAY_TEMP_DIR") else None
+        tls_cert, tls_key = keys.tls_files()
         problems.raise_if_any(lambda found: ConfigError(found, source))
         assert rayfed_ports and spu_ports  # a missing or bad range is a problem raised above
         return cls(node_id=node_id, node_ip=node_ip, app_env=app_env, redis_url=redis_url,
@@ -362,7 +391,8 @@ class NodeConfig:
                    job_deadline_seconds=deadline, celery_queue=celery_queue,
                    worker_concurrency=concurrency, service_units=service_units,
                    job_max_deadline_seconds=max_deadline, job_retention_days=retention_days,
-                   job_retention_mb=retention_mb, ray_temp_dir=ray_temp_dir)
+                   job_retention_mb=retention_mb, ray_temp_dir=ray_temp_dir,
+                   tls_cert=tls_cert, tls_key=tls_key)
 
     @classmethod
     def from_env_file(cls, path: str | os.PathLike[str]) -> NodeConfig:
@@ -390,6 +420,8 @@ class NodeConfig:
             "JOB_RETENTION_DAYS": str(self.job_retention_days),
             "JOB_RETENTION_MB": str(self.job_retention_mb),
             "RAY_TEMP_DIR": str(self.ray_temp_dir or ""),
+            "TLS_CERT": str(self.tls_cert or ""),
+            "TLS_KEY": str(self.tls_key or ""),
         }
 
 

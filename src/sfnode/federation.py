@@ -1,8 +1,9 @@
-"""The federation file: every party's id, address and port ranges.
+"""The federation file: every party's id, address, port ranges and certificate.
 
 See docs/interfaces.md. A job's slot ``k`` uses port ``start + k`` of each of
 a party's two ranges, so the slots of a job are bounded by the shortest range
-of any participant.
+of any participant. A party's ``certificate`` (one PEM certificate, optional)
+is what its peers trust for mutual TLS; a party without one runs without TLS.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,11 @@ from sfnode.problems import MISSING, Problems, ProblemsError, Style, is_int
 FEDERATION_VERSION = 1
 # How the federation file's problems read: ``parties[1].ip: '10.89.0' is not valid; ...``.
 FILE_STYLE = Style(with_value="{field}: {value} {reason}", without_value="{field}: {reason}")
+PEM_BEGIN = "-----BEGIN CERTIFICATE-----"
+PEM_END = "-----END CERTIFICATE-----"
+# One PEM certificate block, nothing else but whitespace around it.
+PEM_CERTIFICATE_RE = re.compile(rf"{PEM_BEGIN}\s*[A-Za-z0-9+/=][A-Za-z0-9+/=\s]*{PEM_END}")
+PEM_EXPECTED = f"one PEM certificate ({PEM_BEGIN} ... {PEM_END}) or null"
 
 
 class FederationError(ProblemsError):
@@ -37,6 +44,12 @@ class Party:
     ip: str
     rayfed_ports: PortRange
     spu_ports: PortRange
+    # Its PEM certificate, as the file has it; None: this party runs without TLS.
+    certificate: str | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.certificate is not None
 
     @property
     def slots(self) -> int:
@@ -54,12 +67,15 @@ class Party:
         return self.rayfed_port(slot), self.spu_port(slot)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "ip": self.ip,
             "rayfed_ports": [self.rayfed_ports.start, self.rayfed_ports.end],
             "spu_ports": [self.spu_ports.start, self.spu_ports.end],
         }
+        if self.certificate is not None:  # a file without certificates stays as it was
+            data["certificate"] = self.certificate
+        return data
 
 
 @dataclass(frozen=True)
@@ -98,6 +114,20 @@ class Federation:
         """Slots usable by a job of these parties: the fewest any of them has."""
         return min(self.party(pid).slots for pid in party_ids)
 
+    def trust_bundle(self, party_ids: Iterable[str]) -> str:
+        """The PEM certificates of these parties, one after another (a TLS CA bundle).
+
+        KeyError for a party not in the file, ValueError for one without a
+        certificate: a job's parties all use TLS or none does (``validate_spec``).
+        """
+        pems = []
+        for pid in party_ids:
+            certificate = self.party(pid).certificate
+            if certificate is None:
+                raise ValueError(f"party {pid!r} has no certificate in the federation file")
+            pems.append(certificate.strip() + "\n")
+        return "".join(pems)
+
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "parties": [p.to_dict() for p in self.parties]}
 
@@ -109,6 +139,32 @@ def _parse_range(where: str, key: str, value: Any, problems: Problems) -> PortRa
         return PortRange(value[0], value[1])
     problems.add(f"{where}.{key}", value, f"is not valid; expected {valid}", valid)
     return None
+
+
+def _shown_pem(text: str) -> str:
+    """A certificate as a problem shows it: its start, not its whole body."""
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _parse_certificate(where: str, value: Any, problems: Problems) -> str | None:
+    """One PEM certificate block (its shape only), or None: the party runs without TLS."""
+    field = f"{where}.certificate"
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        problems.add(field, value, f"is not a string; expected {PEM_EXPECTED}",
+                     PEM_EXPECTED)
+        return None
+    count = value.count(PEM_BEGIN)
+    if count > 1:
+        problems.add(field, _shown_pem(value), f"holds {count} certificates; expected "
+                     f"{PEM_EXPECTED}", PEM_EXPECTED)
+        return None
+    if not PEM_CERTIFICATE_RE.fullmatch(value.strip()):
+        problems.add(field, _shown_pem(value), f"is not a PEM certificate; expected "
+                     f"{PEM_EXPECTED}", PEM_EXPECTED)
+        return None
+    return value
 
 
 def _parse_party(where: str, raw: Any, seen: set[str], problems: Problems) -> Party | None:
@@ -138,8 +194,9 @@ def _parse_party(where: str, raw: Any, seen: set[str], problems: Problems) -> Pa
     if rayfed and spu and rayfed.overlaps(spu):
         problems.add(where, MISSING, f"rayfed_ports {rayfed} overlaps spu_ports {spu}; "
                      "expected disjoint ranges", "disjoint ranges")
+    certificate = _parse_certificate(where, raw.get("certificate"), problems)
     if pid and ip and rayfed and spu:
-        return Party(pid, ip, rayfed, spu)
+        return Party(pid, ip, rayfed, spu, certificate)
     return None
 
 
@@ -192,4 +249,38 @@ def check_node(config: NodeConfig, federation: Federation) -> list[str]:
         if mine != theirs:
             problems.add(key, str(mine), f"differs from {source} ({theirs} for party {me.id})",
                          str(theirs))
+    _check_own_certificate(config, me, source, problems)
     return problems.messages
+
+
+def _check_own_certificate(config: NodeConfig, me: Party, source: str,
+                           problems: Problems) -> None:
+    """TLS on this node exactly when its entry has a certificate, and the same certificate."""
+    cert_file = config.tls_cert if config.tls_enabled else None
+    if cert_file is None:
+        if me.certificate is not None:
+            problems.add("TLS_CERT", MISSING, f"is empty but party {me.id} has a certificate in "
+                         f"{source}, so its peers require TLS of it; expected TLS_CERT and "
+                         f"TLS_KEY set to this node's certificate and key, or no certificate in "
+                         f"party {me.id}'s entry", "an absolute path")
+        return
+    shown = str(cert_file)
+    if me.certificate is None:
+        problems.add("TLS_CERT", shown, f"is set but party {me.id} has no certificate in "
+                     f"{source}; expected party {me.id}'s entry to carry this certificate "
+                     f"(re-render the federation file), or TLS_CERT and TLS_KEY empty to run "
+                     f"without TLS", "a certificate in the federation file")
+        return
+    try:
+        mine = cert_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        error = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        problems.add("TLS_CERT", shown, f"cannot be read ({error}); expected a PEM file "
+                     f"readable by this user holding party {me.id}'s certificate",
+                     "a readable PEM file")
+        return
+    if mine.strip() != me.certificate.strip():
+        problems.add("TLS_CERT", shown, f"holds another certificate than party {me.id}'s entry "
+                     f"in {source}; expected the same certificate (re-render the federation "
+                     f"file after this node's certificate changed)", "the federation file's "
+                     "certificate")

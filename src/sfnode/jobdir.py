@@ -5,8 +5,11 @@
 ``runner.log``; the runner writes ``status.json`` (its pid, its phase and
 when each began, which peers answered) as it goes and ``result.json`` at the
 end (``final: true``; a result of phase ``shutdown`` with ``final: false``
-means the job finished but the closing barrier had not). ``JOB_DIR/.slots/``
-holds one lock file per port slot. Either side may be killed at any moment,
+means the job finished but the closing barrier had not). On a node with TLS
+the supervisor also writes ``peers.pem``, the job's trust bundle: the
+certificates of the job's other parties, which its TLS links accept (mode
+0640: the Ray head's actors read it through the work dir's group).
+``JOB_DIR/.slots/`` holds one lock file per port slot. Either side may be killed at any moment,
 so a file is only ever replaced whole.
 """
 
@@ -22,6 +25,9 @@ SPEC_NAME = "spec.json"
 STATUS_NAME = "status.json"
 RESULT_NAME = "result.json"
 LOG_NAME = "runner.log"
+PEERS_CERT_NAME = "peers.pem"
+# Readable by the Ray head's user through the work dir's (setgid) group, by no one else.
+PEERS_CERT_MODE = 0o640
 SLOTS_DIR = ".slots"
 # The phases status.json and result.json name, in order; the supervisor adds
 # "validate" (refused before starting) and "start" (nothing written yet).
@@ -37,16 +43,35 @@ def slot_lock_path(job_root: Path, slot: int) -> Path:
     return job_root / SLOTS_DIR / f"{slot}.lock"
 
 
+def peers_cert_path(workdir: Path) -> Path:
+    """The job's trust bundle (the ``ca_cert`` of its TLS links) in its work dir."""
+    return workdir / PEERS_CERT_NAME
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     """Replace ``path`` by ``data`` as JSON: a reader, or a crash, finds the old or the new file.
 
     The new content reaches the disk before the rename and the rename before
     returning, so a power cut cannot leave an empty result behind a rename.
     """
-    text = json.dumps(data, indent=2, sort_keys=True) + "\n"
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_peers_cert(workdir: Path, bundle: str) -> Path:
+    """Write the job's trust bundle (PEM certificates) to its work dir, mode 0640."""
+    path = peers_cert_path(workdir)
+    write_text_atomic(path, bundle, PEERS_CERT_MODE)
+    return path
+
+
+def write_text_atomic(path: Path, text: str, mode: int | None = None) -> None:
+    """Replace ``path`` by ``text`` as :func:`write_json_atomic` does; ``mode``: its
+    permission bits (else the umask's). Its group is the directory's when that is setgid."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with tmp.open("w", encoding="utf-8") as handle:
+            if mode is not None:
+                os.fchmod(handle.fileno(), mode)
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())

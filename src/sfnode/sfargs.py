@@ -1,7 +1,10 @@
 """The arguments SecretFlow is called with in production mode, built from a job.
 
 Every party runs the same code with its own ``self_party``. Nothing here
-imports SecretFlow, so what a job asks of it is unit testable without it.
+imports SecretFlow, so what a job asks of it is unit testable without it. On a
+node with TLS every link (rayfed's gRPC, SPU's) is mutual TLS with this node's
+certificate and key, trusting only the job's trust bundle (its other parties'
+certificates, ``peers.pem`` in the work dir).
 """
 
 from __future__ import annotations
@@ -11,10 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from sfnode.config import NodeConfig
+from sfnode.jobdir import peers_cert_path
 from sfnode.jobspec import JobSpec
 
 # SPU's field is fixed: FM128 works with every protocol the kinds offer.
 SPU_FIELD = "FM128"
+# SPU's TLS: the peer's certificate is self-signed, so a chain of one.
+SPU_TLS_VERIFY_DEPTH = 1
 
 
 @dataclass(frozen=True)
@@ -29,11 +35,25 @@ class JobContext:
     def self_id(self) -> str:
         return self.config.node_id
 
+    @property
+    def trust_bundle(self) -> Path:
+        """The job's trust bundle (written by the supervisor when TLS is on)."""
+        return peers_cert_path(self.workdir)
+
+
+def tls_files(ctx: JobContext) -> dict[str, str] | None:
+    """This node's certificate, key and the job's trust bundle; None without TLS."""
+    config = ctx.config
+    if not config.tls_enabled or config.tls_cert is None or config.tls_key is None:
+        return None
+    return {"cert": str(config.tls_cert), "key": str(config.tls_key),
+            "ca_cert": str(ctx.trust_bundle)}
+
 
 def sf_init_kwargs(ctx: JobContext) -> dict[str, Any]:
     """Arguments of ``sf.init`` in production mode (no ``parties=``: that is simulation)."""
     spec = ctx.spec
-    return {
+    kwargs: dict[str, Any] = {
         "address": ctx.config.ray_address,
         "cluster_config": {
             "parties": {
@@ -46,28 +66,48 @@ def sf_init_kwargs(ctx: JobContext) -> dict[str, Any]:
         "enable_waiting_for_other_parties_ready": True,
         "cross_silo_comm_options": {
             "exit_on_sending_failure": True,
-            "expose_error_trace": True,
+            # True would send this party's tracebacks (paths, data in messages) to its peers.
+            "expose_error_trace": False,
             # Proxy actors named after the job, so two jobs on one Ray head never share one.
             "use_global_proxy": False,
         },
         "logging_level": "info",
         "log_to_driver": True,
     }
+    tls = tls_files(ctx)
+    if tls is not None:
+        kwargs["tls_config"] = tls
+    return kwargs
 
 
 def spu_cluster_def(ctx: JobContext, protocol: str) -> dict[str, Any]:
     """``sf.SPU`` cluster definition.
 
     The node key is ``listen_address``; ``listen_addr`` (rayfed's spelling) is silently ignored.
+    With TLS, this party's own node carries ``tls_opts`` (each party reads only its own).
     """
+    tls = spu_tls_opts(ctx)
+    nodes: list[dict[str, Any]] = []
+    for p in ctx.spec.parties:
+        node: dict[str, Any] = {"party": p.id, "address": p.spu_address,
+                                "listen_address": f"0.0.0.0:{p.spu_port}"}
+        if tls is not None and p.id == ctx.self_id:
+            node["tls_opts"] = tls
+        nodes.append(node)
     return {
-        "nodes": [
-            {"party": p.id, "address": p.spu_address,
-             "listen_address": f"0.0.0.0:{p.spu_port}"}
-            for p in ctx.spec.parties
-        ],
+        "nodes": nodes,
         "runtime_config": {"protocol": protocol, "field": SPU_FIELD},
     }
+
+
+def spu_tls_opts(ctx: JobContext) -> dict[str, Any] | None:
+    """SPU's ``tls_opts`` of this party's node: the same files as server and as client."""
+    tls = tls_files(ctx)
+    if tls is None:
+        return None
+    ssl_opts = {"certificate_path": tls["cert"], "private_key_path": tls["key"],
+                "ca_file_path": tls["ca_cert"], "verify_depth": SPU_TLS_VERIFY_DEPTH}
+    return {"server_ssl_opts": ssl_opts, "client_ssl_opts": dict(ssl_opts)}
 
 
 def spu_link_desc(ctx: JobContext) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 A spec is checked against this node's configuration and federation file
 before anything runs: here what every job has (job id, kind, slot, deadline,
-parties), then its params by the kind's own ``validate`` (``sfnode.kinds``).
-Every problem is collected and reported at once, each naming the field (a
-dotted path such as ``parties[1].ip``), the value and what would be valid.
+parties, and that they agree with this node on TLS), then its params by the
+kind's own ``validate`` (``sfnode.kinds``). Every problem is collected and
+reported at once, each naming the field (a dotted path such as
+``parties[1].ip``), the value and what would be valid.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from sfnode import kinds
 from sfnode.config import MAX_DEADLINE_SECONDS, NODE_ID_PATTERN, NODE_ID_RE, NodeConfig
-from sfnode.federation import Federation, check_node
+from sfnode.federation import Federation, Party, check_node
 from sfnode.jobspec import JobSpec, PartySpec
 from sfnode.problems import MISSING, Problem, Problems, Style, is_int
 
@@ -172,6 +173,22 @@ def validate_spec(
                    parties=tuple(parties), params=normalised)
 
 
+def _check_tls(where: str, known: Party, config: NodeConfig, problems: Problems) -> None:
+    """A peer uses TLS exactly when this node does: by its certificate in this node's
+    federation file (never from the spec). This node's own entry is ``check_node``'s."""
+    if known.id == config.node_id or known.tls == config.tls_enabled:
+        return
+    if config.tls_enabled:
+        problems.add(f"{where}.id", known.id, "runs without TLS (no certificate in this node's "
+                     "federation file); this node requires TLS on every link",
+                     "a party with a certificate in this node's federation file")
+    else:
+        problems.add(f"{where}.id", known.id, "uses TLS; this node runs without it "
+                     "(TLS_CERT/TLS_KEY empty); expected parties without a certificate in this "
+                     "node's federation file, or TLS_CERT/TLS_KEY set on this node",
+                     "a party without a certificate in this node's federation file")
+
+
 def _validate_parties(raw: Any, slot: int | None, config: NodeConfig, federation: Federation,
                       problems: Problems) -> list[PartySpec]:
     if not isinstance(raw, list) or len(raw) < 2:
@@ -203,6 +220,7 @@ def _validate_parties(raw: Any, slot: int | None, config: NodeConfig, federation
             problems.add(f"{where}.id", pid, f"is not in this node's federation file; expected "
                          f"one of {', '.join(federation.ids)}", ", ".join(federation.ids))
             continue
+        _check_tls(where, known, config, problems)
         ip = item.get("ip", MISSING)
         if ip != known.ip:
             problems.add(f"{where}.ip", ip, f"does not match this node's federation file "

@@ -2,11 +2,13 @@
 
 Every probe is a function of its own, given to :func:`node_status`, so the
 verdict logic is tested without Redis, Ray or systemd. A probe never raises:
-what it could not find out is a problem in the report.
+what it could not find out is a problem in the report. A warning (a
+certificate close to its end) is reported without making the node unhealthy.
 """
 
 from __future__ import annotations
 
+import datetime
 import shutil
 import subprocess
 import time
@@ -34,6 +36,8 @@ REDIS_MEMORY_WARN_SHARE = 0.9
 # AOF), the node is about to fail jobs and lose the queue's durability.
 DISK_FREE_MIN_BYTES = 1024**3
 DISK_FREE_MIN_SHARE = 0.05
+# A party's certificate with fewer days left than this is a warning; an expired one a problem.
+CERT_WARN_DAYS = 30
 
 
 def disk_state(config: NodeConfig) -> dict[str, Any]:
@@ -182,11 +186,58 @@ def reachability(config: NodeConfig, federation: Federation,
     return table
 
 
+def certificate_expiry(pem: str, now: datetime.datetime) -> dict[str, Any]:
+    """When a PEM certificate expires (``not_after``, UTC) and the whole days left; ``error``
+    when it cannot be parsed."""
+    try:
+        from cryptography import x509  # the node's venv has it; only this report needs it
+
+        cert = x509.load_pem_x509_certificate(pem.strip().encode("ascii"))
+    except Exception as exc:  # noqa: BLE001  a probe reports, never raises
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    not_after = cert.not_valid_after_utc
+    return {"not_after": not_after.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "days_left": (not_after - now).days}
+
+
+def certificates_state(federation: Federation,
+                       now: datetime.datetime | None = None) -> list[dict[str, Any]]:
+    """Each federation party's certificate: ``party``, ``tls`` and, with TLS, its expiry."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    return [{"party": party.id, "tls": True, **certificate_expiry(party.certificate, now)}
+            if party.certificate is not None else {"party": party.id, "tls": False}
+            for party in federation]
+
+
+def certificate_verdict(rows: Iterable[dict[str, Any]], source: str) -> tuple[list[str], list[str]]:
+    """(problems, warnings) of the certificates: expired or unreadable ones are problems,
+    those with fewer than CERT_WARN_DAYS days left warnings."""
+    problems: list[str] = []
+    warnings: list[str] = []
+    for row in rows:
+        if not row["tls"]:
+            continue
+        party = row["party"]
+        if "error" in row:
+            problems.append(f"certificate of {party}: cannot be parsed from {source} "
+                            f"({row['error']}); expected its PEM certificate")
+        elif row["days_left"] < 0:
+            problems.append(f"certificate of {party}: expired {row['not_after']}; TLS links with "
+                            f"{party} fail until it has a new certificate and every party's "
+                            "federation file carries it")
+        elif row["days_left"] < CERT_WARN_DAYS:
+            warnings.append(f"certificate of {party}: expires {row['not_after']} "
+                            f"({row['days_left']} days left); renew it and re-render every "
+                            "party's federation file before then")
+    return problems, warnings
+
+
 def node_status(config: NodeConfig, probes: Probes | None = None,
                 expect: dict[str, tuple[str, int]] | None = None) -> dict[str, Any]:
     """This node's report: every probe's answer and ``problems``, each a
-    sentence naming the service; ``ok`` when there are none. The units are
-    those of the env file's SERVICE_UNITS, in its order."""
+    sentence naming the service; ``ok`` when there are none. ``warnings``
+    (same form) do not change ``ok``. The units are those of the env file's
+    SERVICE_UNITS, in its order."""
     probes = probes or Probes()
     problems: list[str] = []
     unit_states = {unit: {"what": COMPONENT_LABELS.get(component, component), **probes.unit(unit)}
@@ -230,18 +281,24 @@ def node_status(config: NodeConfig, probes: Probes | None = None,
     expected = expected_sockets(config, expect)
     problems.extend(socket_problems(config, listening, expected))
 
+    warnings: list[str] = []
     try:
         federation = load_federation(config.federation_file)
         problems.extend(check_node(config, federation))
         reach = reachability(config, federation, probes.port)
+        certificates = certificates_state(federation)
     except FederationError as exc:
         problems.extend(exc.problems)
         reach = {}
+        certificates = []
     for peer, row in reach.items():
         for kind in ("rayfed", "spu"):
             if row[kind] not in REACHABLE:
                 problems.append(f"{kind} port {row[f'{kind}_port']} of {peer} ({row['ip']}): {row[kind]} "
                                 f"from {config.node_id}")
+    cert_problems, cert_warnings = certificate_verdict(certificates, str(config.federation_file))
+    problems.extend(cert_problems)
+    warnings.extend(cert_warnings)
 
     return {
         "ok": not problems,
@@ -258,5 +315,7 @@ def node_status(config: NodeConfig, probes: Probes | None = None,
                                 for k, (a, p) in expected.items()},
                     "listening": sorted(f"{a}:{p}" for a, p in listening)},
         "reachability": reach,
+        "certificates": certificates,
         "problems": problems,
+        "warnings": warnings,
     }

@@ -1,9 +1,10 @@
 """The parent side of a job, called by the Celery task.
 
-Validate the spec, take the slot's lock, start the runner in a session of its
-own, wait until the deadline and, past it, kill the runner's whole process
-group. The answer is always a JSON-able dict; this module does not raise for
-anything a job or an operator can get wrong.
+Validate the spec, take the slot's lock, prepare the job's work dir (the spec
+and, on a node with TLS, the trust bundle of the job's peers), start the
+runner in a session of its own, wait until the deadline and, past it, kill
+the runner's whole process group. The answer is always a JSON-able dict;
+this module does not raise for anything a job or an operator can get wrong.
 """
 
 from __future__ import annotations
@@ -168,14 +169,15 @@ def run_job(
             f"retry job {spec.job_id!r} when that job ends, or give it a free slot "
             f"(0..{config.slots - 1})", started)
     try:
-        return _run_locked(spec, config, lock, runner_command, grace_seconds, poll_seconds,
-                           started)
+        return _run_locked(spec, config, federation, lock, runner_command, grace_seconds,
+                           poll_seconds, started)
     finally:
         lock.release()
 
 
-def _run_locked(spec: JobSpec, config: NodeConfig, lock: SlotLock, runner_command: RunnerCommand,
-                grace_seconds: float, poll_seconds: float, started: float) -> dict[str, Any]:
+def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock: SlotLock,
+                runner_command: RunnerCommand, grace_seconds: float, poll_seconds: float,
+                started: float) -> dict[str, Any]:
     spec_dict = spec.to_dict()
     workdir = jobdir.workdir(config.job_dir, spec.job_id)
     if workdir.exists():
@@ -186,6 +188,8 @@ def _run_locked(spec: JobSpec, config: NodeConfig, lock: SlotLock, runner_comman
     os.chmod(workdir, WORKDIR_MODE)
     spec_path = workdir / SPEC_NAME
     write_json_atomic(spec_path, spec_dict)
+    if config.tls_enabled:
+        write_trust_bundle(spec, config, federation, workdir)
     log_path = workdir / LOG_NAME
     assert lock.fd is not None
     with log_path.open("ab") as log:
@@ -204,6 +208,15 @@ def _run_locked(spec: JobSpec, config: NodeConfig, lock: SlotLock, runner_comman
             break
         time.sleep(poll_seconds)
     return _answer(spec, config, workdir, started, timed_out, f"code {proc.returncode}")
+
+
+def write_trust_bundle(spec: JobSpec, config: NodeConfig, federation: Federation,
+                       workdir: Path) -> Path:
+    """The job's trust bundle: the certificates of its other parties (not of this one, nor
+    of a federation party outside the job), from the federation file the spec was
+    validated against."""
+    peers = [p.id for p in spec.peers(config.node_id)]
+    return jobdir.write_peers_cert(workdir, federation.trust_bundle(peers))
 
 
 def _adopt_running(spec: JobSpec, config: NodeConfig, lock: SlotLock, grace_seconds: float,

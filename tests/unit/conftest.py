@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +66,61 @@ def config(tmp_path: Path, federation_data: dict[str, Any]) -> NodeConfig:
     (tmp_path / "data").mkdir()
     (tmp_path / "jobs").mkdir()
     return NodeConfig.from_mapping(env_for(tmp_path))
+
+
+def make_certificate(name: str, ip: str, days: float = 365) -> tuple[str, str]:
+    """A self-signed certificate and its key (PEM), like the node role makes: EC P-256,
+    the node's IP as subject alternative name, valid from an hour ago for ``days``
+    (negative: expired)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    not_after = now + datetime.timedelta(days=days)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(min(now, not_after) - datetime.timedelta(hours=1))
+            .not_valid_after(not_after)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()
+
+
+@pytest.fixture(scope="session")
+def certificates() -> dict[str, tuple[str, str]]:
+    """Each federation party's (certificate, key), made once per test session."""
+    return {p["id"]: make_certificate(p["id"], p["ip"]) for p in FEDERATION["parties"]}
+
+
+def tls_node(tmp_path: Path, federation_data: dict[str, Any],
+             certificates: dict[str, tuple[str, str]],
+             with_certificate: Iterable[str] = ("alice", "bob", "carol"),
+             tls: bool = True) -> tuple[NodeConfig, Federation]:
+    """Node alice (TLS on when ``tls``) in a federation whose parties ``with_certificate``
+    publish their certificate; alice's certificate and key are written to ``tmp_path/tls``."""
+    for entry in federation_data["parties"]:
+        if entry["id"] in with_certificate:
+            entry["certificate"] = certificates[entry["id"]][0]
+    (tmp_path / "federation.json").write_text(json.dumps(federation_data))
+    (tmp_path / "data").mkdir(exist_ok=True)
+    (tmp_path / "jobs").mkdir(exist_ok=True)
+    tls_dir = tmp_path / "tls"
+    tls_dir.mkdir(exist_ok=True)
+    cert, key = certificates["alice"]
+    (tls_dir / "node.crt").write_text(cert)
+    (tls_dir / "node.key").write_text(key)
+    overrides = ({"TLS_CERT": str(tls_dir / "node.crt"), "TLS_KEY": str(tls_dir / "node.key")}
+                 if tls else {})
+    return (NodeConfig.from_mapping(env_for(tmp_path, **overrides)),
+            parse_federation(federation_data))
 
 
 def party(pid: str, slot: int = 0) -> dict[str, Any]:

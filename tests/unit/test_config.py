@@ -171,3 +171,50 @@ def test_child_environment_is_a_driver_of_another_users_head(
     # without this, a driver that is not the Ray head's user aborts in ray.init
     assert env["RAY_event_log_reporter_enabled"] == "0"
     assert env["NODE_ID"] == config.node_id
+
+
+# --- TLS between parties -------------------------------------------------------------------
+
+
+def test_without_tls_keys_the_node_runs_without_tls(tmp_path: Path) -> None:
+    config = NodeConfig.from_mapping(env_for(tmp_path))
+    assert (config.tls_cert, config.tls_key, config.tls_enabled) == (None, None, False)
+    assert config.to_env()["TLS_CERT"] == "" and config.to_env()["TLS_KEY"] == ""
+    empty = NodeConfig.from_mapping(env_for(tmp_path, TLS_CERT="", TLS_KEY=" "))
+    assert empty.tls_enabled is False
+
+
+def test_tls_keys_enable_tls_and_round_trip(tmp_path: Path) -> None:
+    env = env_for(tmp_path, TLS_CERT="/etc/secretflow/tls/node.crt",
+                  TLS_KEY="/etc/secretflow/tls/node.key")
+    config = NodeConfig.from_mapping(env)
+    assert config.tls_enabled is True
+    assert config.tls_cert == Path("/etc/secretflow/tls/node.crt")
+    assert config.tls_key == Path("/etc/secretflow/tls/node.key")
+    assert config.to_env()["TLS_CERT"] == "/etc/secretflow/tls/node.crt"
+    assert config.to_env()["TLS_KEY"] == "/etc/secretflow/tls/node.key"
+    assert NodeConfig.from_mapping(config.to_env()) == config
+    # what the runner gets from its supervisor
+    assert child_environment(config)["TLS_KEY"] == "/etc/secretflow/tls/node.key"
+
+
+@pytest.mark.parametrize(("given", "missing"), [("TLS_CERT", "TLS_KEY"), ("TLS_KEY", "TLS_CERT")])
+def test_one_tls_key_without_the_other_is_named(tmp_path: Path, given: str, missing: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_mapping(env_for(tmp_path, **{given: "/etc/secretflow/tls/x.pem"}))
+    assert err.value.problems == [
+        f"{missing} is empty while {given} is set; expected both TLS_CERT and TLS_KEY (this "
+        "node's certificate and private key, absolute paths) for TLS between parties, or "
+        "neither to run without TLS"]
+    assert err.value.records[0].field == missing
+
+
+def test_relative_tls_paths_are_named_with_every_other_problem(tmp_path: Path) -> None:
+    env = env_for(tmp_path, TLS_CERT="tls/node.crt", TLS_KEY="node.key", NODE_IP="10.89.0")
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_mapping(env)
+    assert len(err.value.problems) == 3
+    text = str(err.value)
+    assert "TLS_CERT='tls/node.crt' is a relative path; expected an absolute path" in text
+    assert "TLS_KEY='node.key' is a relative path; expected an absolute path" in text
+    assert "NODE_IP='10.89.0'" in text

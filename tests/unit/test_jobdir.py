@@ -53,3 +53,25 @@ def test_read_json_is_none_for_absent_or_partial_files(tmp_path: Path) -> None:
 def test_paths_under_job_dir(tmp_path: Path) -> None:
     assert jobdir.workdir(tmp_path, "psi-1") == tmp_path / "psi-1"
     assert jobdir.slot_lock_path(tmp_path, 3) == tmp_path / ".slots" / "3.lock"
+
+
+def test_the_trust_bundle_is_0640_in_the_work_dirs_group(tmp_path: Path) -> None:
+    workdir = tmp_path / "job-1"
+    workdir.mkdir()
+    others = [g for g in ([1] if os.geteuid() == 0 else os.getgroups()) if g != os.getegid()]
+    if not others:
+        pytest.skip("no group other than the effective one to give the work dir")
+    os.chown(workdir, -1, others[0])
+    os.chmod(workdir, 0o2770)  # as the supervisor makes it
+    old_umask = os.umask(0o077)  # the mode does not depend on the umask
+    try:
+        path = jobdir.write_peers_cert(workdir, "-----BEGIN CERTIFICATE-----\nMIIB\n"
+                                                "-----END CERTIFICATE-----\n")
+    finally:
+        os.umask(old_umask)
+    assert path == workdir / "peers.pem" == jobdir.peers_cert_path(workdir)
+    assert path.read_text().startswith("-----BEGIN CERTIFICATE-----")
+    info = path.stat()
+    assert info.st_mode & 0o7777 == 0o640
+    assert info.st_gid == others[0]  # the Ray head's group, through the setgid work dir
+    assert [p.name for p in workdir.iterdir()] == ["peers.pem"]  # no temp file left

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import dataclasses
-
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import full_spec, one_problem, party, problems_of
+from conftest import full_spec, one_problem, party, problems_of, tls_node
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation
 from sfnode.jobspec import JobSpec
@@ -167,3 +167,69 @@ def test_expand_unknown_party_and_slot(federation: Federation) -> None:
 def test_expand_leaves_full_spec(federation: Federation) -> None:
     spec = full_spec()
     assert expand_spec(spec, federation) == spec
+
+
+# --- TLS: every party of a job agrees with this node -----------------------------------------
+
+Certs = dict[str, tuple[str, str]]
+
+
+def test_a_tls_node_takes_a_job_of_tls_parties(tmp_path: Path, federation_data: dict[str, Any],
+                                               certificates: Certs) -> None:
+    config, fed = tls_node(tmp_path, federation_data, certificates)
+    assert validate_spec(full_spec(parties=("alice", "bob", "carol")), config, fed).party_ids == [
+        "alice", "bob", "carol"]
+
+
+def test_a_tls_node_refuses_a_party_without_certificate(
+        tmp_path: Path, federation_data: dict[str, Any], certificates: Certs) -> None:
+    config, fed = tls_node(tmp_path, federation_data, certificates, with_certificate=("alice",))
+    err = one_problem(full_spec(), config, fed)
+    assert (err.field, err.value) == ("parties[1].id", "bob")
+    assert str(err) == ("job spec field parties[1].id: 'bob' runs without TLS (no certificate in "
+                        "this node's federation file); this node requires TLS on every link")
+    # every such party at once
+    problems = problems_of(full_spec(parties=("alice", "bob", "carol")), config, fed)
+    assert set(problems) == {"parties[1].id", "parties[2].id"}
+    assert problems["parties[2].id"].value == "carol"
+
+
+def test_only_the_jobs_parties_need_a_certificate(
+        tmp_path: Path, federation_data: dict[str, Any], certificates: Certs) -> None:
+    config, fed = tls_node(tmp_path, federation_data, certificates,
+                           with_certificate=("alice", "bob"))
+    assert validate_spec(full_spec(), config, fed).party_ids == ["alice", "bob"]
+    err = one_problem(full_spec(parties=("carol", "alice")), config, fed)
+    assert (err.field, err.value) == ("parties[0].id", "carol")
+
+
+def test_a_node_without_tls_refuses_a_party_that_uses_it(
+        tmp_path: Path, federation_data: dict[str, Any], certificates: Certs) -> None:
+    config, fed = tls_node(tmp_path, federation_data, certificates, with_certificate=("bob",),
+                           tls=False)
+    err = one_problem(full_spec(), config, fed)
+    assert (err.field, err.value) == ("parties[1].id", "bob")
+    assert str(err) == ("job spec field parties[1].id: 'bob' uses TLS; this node runs without it "
+                        "(TLS_CERT/TLS_KEY empty); expected parties without a certificate in "
+                        "this node's federation file, or TLS_CERT/TLS_KEY set on this node")
+    assert validate_spec(full_spec(parties=("alice", "carol")), config, fed).party_ids == [
+        "alice", "carol"]
+
+
+def test_a_certificate_never_comes_from_the_spec(
+        tmp_path: Path, federation_data: dict[str, Any], certificates: Certs) -> None:
+    config, fed = tls_node(tmp_path, federation_data, certificates, with_certificate=("alice",))
+    spec = full_spec()
+    spec["parties"][1]["certificate"] = certificates["bob"][0]
+    problems = problems_of(spec, config, fed)
+    assert "is not a party field" in problems["parties[1].certificate"].message
+    assert "runs without TLS" in problems["parties[1].id"].message
+
+
+def test_a_tls_node_whose_own_entry_disagrees_runs_no_job(
+        tmp_path: Path, federation_data: dict[str, Any], certificates: Certs) -> None:
+    config, fed = tls_node(tmp_path, federation_data, certificates,
+                           with_certificate=("bob", "carol"))
+    err = one_problem(full_spec(), config, fed)
+    assert err.field == "(node)"
+    assert "TLS_CERT=" in str(err) and "party alice has no certificate" in str(err)

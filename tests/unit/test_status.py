@@ -1,14 +1,18 @@
 """The node status verdict, with stand-in probes (no Redis, Ray or systemd)."""
 from __future__ import annotations
 
+import datetime
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import make_certificate, tls_node
 from sfnode.config import NodeConfig
-from sfnode.status import Probes, disk_state, node_status, parse_expect
+from sfnode.federation import parse_federation
+from sfnode.status import Probes, certificates_state, disk_state, node_status, parse_expect
 
 HEALTHY_SOCKETS = {("127.0.0.1", 60379), ("10.89.0.2", 61379)}
 
@@ -132,3 +136,78 @@ def test_free_space_is_reported(config: NodeConfig, tmp_path: Path) -> None:
     disk = report["disk"]
     assert disk["path"] == str(config.job_dir)
     assert 0 < disk["free_bytes"] <= disk["total_bytes"]
+
+
+# --- certificates ----------------------------------------------------------------------------
+
+Certs = dict[str, tuple[str, str]]
+
+
+def test_without_tls_each_party_is_reported_without_certificate(config: NodeConfig) -> None:
+    report = node_status(config, probes())
+    assert report["certificates"] == [{"party": "alice", "tls": False},
+                                      {"party": "bob", "tls": False},
+                                      {"party": "carol", "tls": False}]
+    assert report["warnings"] == [] and report["ok"] is True
+
+
+def test_each_certificates_expiry_is_reported(federation_data: dict[str, Any]) -> None:
+    cert, _ = make_certificate("bob", "10.89.0.3", days=365)
+    federation_data["parties"][1]["certificate"] = cert
+    fed = parse_federation(federation_data)
+    from cryptography import x509
+
+    not_after = x509.load_pem_x509_certificate(cert.encode()).not_valid_after_utc
+    at = not_after - datetime.timedelta(days=100, hours=1)
+    rows = certificates_state(fed, now=at)
+    assert rows == [{"party": "alice", "tls": False},
+                    {"party": "bob", "tls": True,
+                     "not_after": not_after.strftime("%Y-%m-%dT%H:%M:%SZ"), "days_left": 100},
+                    {"party": "carol", "tls": False}]
+    assert rows[1]["not_after"].endswith("Z")
+    # from now: a year less the hour or so since it was made
+    assert certificates_state(fed)[1]["days_left"] == 364
+
+
+def test_a_certificate_close_to_its_end_is_a_warning_not_a_problem(
+        tmp_path: Path, federation_data: dict[str, Any], certificates: Certs) -> None:
+    config, _ = tls_node(tmp_path, federation_data, certificates)
+    federation_data["parties"][1]["certificate"] = make_certificate("bob", "10.89.0.3", days=10)[0]
+    config.federation_file.write_text(json.dumps(federation_data))
+    report = node_status(config, probes())
+    assert report["ok"] is True, report["problems"]
+    bob = report["certificates"][1]
+    assert bob["party"] == "bob" and bob["days_left"] == 9
+    assert report["warnings"] == [
+        f"certificate of bob: expires {bob['not_after']} (9 days left); renew it and re-render "
+        "every party's federation file before then"]
+    assert [row["days_left"] for row in report["certificates"]] == [364, 9, 364]
+
+
+def test_an_expired_certificate_is_a_problem(
+        tmp_path: Path, federation_data: dict[str, Any], certificates: Certs) -> None:
+    config, _ = tls_node(tmp_path, federation_data, certificates)
+    federation_data["parties"][2]["certificate"] = make_certificate("carol", "10.89.0.4",
+                                                                    days=-2.5)[0]
+    config.federation_file.write_text(json.dumps(federation_data))
+    report = node_status(config, probes())
+    assert report["ok"] is False
+    carol = report["certificates"][2]
+    assert carol["days_left"] == -3  # whole days, rounded down
+    assert report["problems"] == [
+        f"certificate of carol: expired {carol['not_after']}; TLS links with carol fail until "
+        "it has a new certificate and every party's federation file carries it"]
+    assert report["warnings"] == []
+
+
+def test_a_certificate_that_does_not_parse_is_a_problem(
+        tmp_path: Path, federation_data: dict[str, Any], certificates: Certs) -> None:
+    config, _ = tls_node(tmp_path, federation_data, certificates)
+    federation_data["parties"][1]["certificate"] = ("-----BEGIN CERTIFICATE-----\nMIIBAAAA\n"
+                                                    "-----END CERTIFICATE-----\n")
+    config.federation_file.write_text(json.dumps(federation_data))
+    report = node_status(config, probes())
+    assert report["ok"] is False
+    assert "error" in report["certificates"][1]
+    assert [p for p in report["problems"] if p.startswith("certificate of bob: cannot be parsed "
+                                                          f"from {config.federation_file}")]

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import full_spec
+from conftest import full_spec, tls_node
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation
 from sfnode import supervise
@@ -275,3 +275,41 @@ def test_a_redelivered_job_waits_for_its_own_runner_instead_of_calling_its_slot_
     # the slot is free again
     assert run_job(full_spec(job_id="after-1"), config, federation=federation,
                    runner_command=standin(SUCCEEDS), poll_seconds=0.05)["ok"] is True
+
+
+# Records the job's trust bundle as the runner finds it when it starts.
+READS_TRUST_BUNDLE = textwrap.dedent("""
+    import json, os, sys
+    workdir = sys.argv[2]
+    path = os.path.join(workdir, "peers.pem")
+    bundle = open(path).read() if os.path.exists(path) else None
+    result = {"ok": True, "final": True, "phase": "done",
+              "result": {"bundle": bundle, "tls_cert": os.environ.get("TLS_CERT")}}
+    json.dump(result, open(os.path.join(workdir, "result.json"), "w"))
+""")
+
+
+def test_the_runner_starts_with_the_trust_bundle_of_the_jobs_other_parties(
+        tmp_path: Path, federation_data: dict[str, Any],
+        certificates: dict[str, tuple[str, str]]) -> None:
+    config, fed = tls_node(tmp_path, federation_data, certificates)
+    answer = run_job(full_spec(), config, federation=fed,
+                     runner_command=standin(READS_TRUST_BUNDLE), poll_seconds=0.05)
+    assert answer["ok"] is True, answer
+    # bob's certificate only: not alice's own, not carol's (a federation party outside the job)
+    assert answer["result"]["bundle"] == certificates["bob"][0]
+    assert answer["result"]["tls_cert"] == str(config.tls_cert)
+    bundle = config.job_dir / "ping-0001" / "peers.pem"
+    assert bundle.stat().st_mode & 0o7777 == 0o640
+    three = run_job(full_spec(job_id="three-1", parties=("carol", "alice", "bob")), config,
+                    federation=fed, runner_command=standin(READS_TRUST_BUNDLE), poll_seconds=0.05)
+    assert three["result"]["bundle"] == certificates["carol"][0] + certificates["bob"][0]
+
+
+def test_without_tls_no_trust_bundle_is_written(config: NodeConfig,
+                                                federation: Federation) -> None:
+    answer = run_job(full_spec(), config, federation=federation,
+                     runner_command=standin(READS_TRUST_BUNDLE), poll_seconds=0.05)
+    assert answer["ok"] is True, answer
+    assert answer["result"] == {"bundle": None, "tls_cert": ""}
+    assert not (config.job_dir / "ping-0001" / "peers.pem").exists()
