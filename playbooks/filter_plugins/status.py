@@ -1,8 +1,8 @@
 """Filters of playbooks/status.yml: the federation's status from the nodes'
 reports (``sfnode status`` on every node), as a document and as text.
 
-``status_federation(reports, missing, limited)`` -> ``{"ok", "verdict",
-"problems", "parties", "matrix"}`` (docs/interfaces.md); every problem names
+``status_federation(reports, missing, limited, outside)`` -> ``{"ok", "verdict",
+"problems", "warnings", "parties", "matrix"}`` (docs/interfaces.md); every problem names
 its party. ``status_lines(document)`` -> the text the playbook prints.
 Standalone (no import of the worker app): it runs in the controller's Ansible.
 """
@@ -55,6 +55,8 @@ def status_federation(reports: list[dict[str, Any]], missing: list[str] | None =
         problems.append(f"{host}: no report (unreachable, or the status run failed there)")
     matrix = {pid: {to: ("-" if to == pid else _cell((parties[pid].get("reachability") or {}).get(to)))
                     for to in ids} for pid in ids}
+    # what needs doing soon (a certificate near its end) without being unhealthy yet
+    warnings = [f"{pid}: {w}" for pid in ids for w in parties[pid].get("warnings") or []]
     ok = not problems and bool(parties)
     if ok:
         verdict = f"VERDICT: HEALTHY: {len(ids)} parties ({', '.join(ids)}), every check passed"
@@ -62,7 +64,8 @@ def status_federation(reports: list[dict[str, Any]], missing: list[str] | None =
         verdict = "VERDICT: UNHEALTHY: no party reported; " + "; ".join(problems)
     else:
         verdict = f"VERDICT: UNHEALTHY: {len(problems)} problem(s): " + "; ".join(problems)
-    return {"ok": ok, "verdict": verdict, "problems": problems, "parties": parties, "matrix": matrix}
+    return {"ok": ok, "verdict": verdict, "problems": problems, "warnings": warnings, "parties": parties,
+            "matrix": matrix}
 
 
 def _duration(seconds: Any) -> str:
@@ -136,7 +139,13 @@ def _block(pid: str, r: dict[str, Any]) -> list[str]:
         lines.append("sockets:  " + ", ".join(
             f"{name} {where} {'listening' if listens.get(name) else 'NOT LISTENING'}"
             for name, where in (sockets.get("expected") or {}).items()))
+    certificates = [c for c in r.get("certificates") or [] if c.get("tls")]
+    if certificates:
+        lines.append("certs:    " + ", ".join(
+            f"{c.get('party')} until {str(c.get('not_after', '?'))[:10]} ({c.get('days_left', '?')} days)"
+            for c in certificates))
     lines.extend(f"problem:  {p}" for p in r.get("problems") or [])
+    lines.extend(f"warning:  {w}" for w in r.get("warnings") or [])
     return lines
 
 
@@ -158,6 +167,7 @@ def status_lines(document: dict[str, Any]) -> list[str]:
         lines.append("(open = the peer's host answered on both ports: something listens, or nothing does "
                      "because no job uses slot 0; filtered = no answer: a firewall drops it)")
         lines.append("")
+    lines.extend(f"WARNING: {w}" for w in document.get("warnings") or [])
     lines.append(document["verdict"])
     return lines
 

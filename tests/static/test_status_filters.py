@@ -113,3 +113,15 @@ def test_a_party_of_another_organisation_is_no_problem_when_its_card_is_listed()
     assert "alice: its federation file lists carol, which is not in this run" in unknown["verdict"]
     doc = status.status_federation(reports, outside=["carol"])
     assert doc["ok"] is True, doc["problems"]
+
+
+def test_a_certificate_near_its_end_is_a_warning_named_with_its_party_not_a_problem():
+    alice = report("alice", peers=("alice", "bob"),
+                   certificates=[{"party": "bob", "tls": True, "not_after": "2026-12-10T00:00:00Z", "days_left": 13}],
+                   warnings=["certificate of bob: expires 2026-12-10T00:00:00Z (13 days left)"])
+    doc = status.status_federation([alice, report("bob", peers=("alice", "bob"))])
+    assert doc["ok"] is True
+    assert doc["warnings"] == ["alice: certificate of bob: expires 2026-12-10T00:00:00Z (13 days left)"]
+    text = status.status_lines(doc)
+    assert "certs:    bob until 2026-12-10 (13 days)" in text
+    assert text[-2] == "WARNING: alice: certificate of bob: expires 2026-12-10T00:00:00Z (13 days left)"
