@@ -55,8 +55,11 @@ def main():
         result = {"sum": int(sf.reveal(spu(add_all)(*shares)))}
     else:
         out_dir = os.path.dirname(cfg["psi"]["output_path"][cfg["self"]])
+        # group-writable (the Ray head's actors, its own user, write here); the
+        # set-group-ID bit comes from the parent, as with the platform's work dirs
+        previous = os.umask(0o007)
         os.makedirs(out_dir, exist_ok=True)
-        os.chmod(out_dir, 0o2770)  # the Ray head's actors (its own user, this group) write here
+        os.umask(previous)
         reports = spu.psi(**cfg["psi"])
         result = {"parties": {r["party"]: {"original_count": int(r["original_count"]),
                                            "intersection_count": int(r["intersection_count"])}

@@ -39,6 +39,24 @@ def workdir(job_root: Path, job_id: str) -> Path:
     return job_root / job_id
 
 
+# A job's work dir is group-writable: the Ray head's actors (its own user, in
+# the work dir's group) write the job's outputs there.
+WORKDIR_UMASK = 0o007
+
+
+def make_workdir(path: Path) -> None:
+    """Create a job's work dir: mode 0770 plus the set-group-ID bit inherited from
+    JOB_DIR (the roles make it 02750, in the Ray head's group), so what the job's
+    processes create there belongs to that group. The worker's unit forbids setting
+    that bit (RestrictSUIDSGID: a chmod with it is refused), hence the inheritance,
+    and a umask around mkdir for the group's write bit."""
+    previous = os.umask(WORKDIR_UMASK)
+    try:
+        path.mkdir(parents=True)
+    finally:
+        os.umask(previous)
+
+
 def slot_lock_path(job_root: Path, slot: int) -> Path:
     return job_root / SLOTS_DIR / f"{slot}.lock"
 

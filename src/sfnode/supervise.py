@@ -33,7 +33,6 @@ from sfnode.spec import SpecError, validate_spec
 RunnerCommand = Callable[[Path, Path], Sequence[str]]
 
 KILL_GRACE_SECONDS = 10.0
-WORKDIR_MODE = 0o2770
 POLL_SECONDS = 0.5
 # The runner is started by this module path, and recognised by it (with its
 # job id) in /proc/PID/cmdline after a worker restart.
@@ -182,10 +181,7 @@ def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock:
     workdir = jobdir.workdir(config.job_dir, spec.job_id)
     if workdir.exists():
         return _earlier_run(spec, spec_dict, config, workdir, started)
-    workdir.mkdir(parents=True)
-    # The Ray head's actors (its own user, in the directory's group) write the
-    # job's outputs here; the setgid bit keeps what they write in that group.
-    os.chmod(workdir, WORKDIR_MODE)
+    jobdir.make_workdir(workdir)
     spec_path = workdir / SPEC_NAME
     write_json_atomic(spec_path, spec_dict)
     if config.tls_enabled:

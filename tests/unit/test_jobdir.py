@@ -75,3 +75,22 @@ def test_the_trust_bundle_is_0640_in_the_work_dirs_group(tmp_path: Path) -> None
     assert info.st_mode & 0o7777 == 0o640
     assert info.st_gid == others[0]  # the Ray head's group, through the setgid work dir
     assert [p.name for p in workdir.iterdir()] == ["peers.pem"]  # no temp file left
+
+
+def test_a_work_dir_is_group_writable_and_inherits_the_job_dirs_group(tmp_path: Path) -> None:
+    """No chmod with the set-group-ID bit (the worker's unit refuses it): the bit is inherited."""
+    root = tmp_path / "jobs"
+    root.mkdir()
+    os.chmod(root, 0o2750)  # as the roles make JOB_DIR
+    old_umask = os.umask(0o027)  # the worker's unit's UMask
+    try:
+        jobdir.make_workdir(root / "job-1")
+        (root / "job-1" / "spec.json").write_text("{}")
+        umask_after = os.umask(0o027)
+    finally:
+        os.umask(old_umask)
+    assert umask_after == 0o027  # the process's umask is back
+    info = (root / "job-1").stat()
+    assert info.st_mode & 0o7777 == 0o2770
+    assert info.st_gid == root.stat().st_gid
+    assert (root / "job-1" / "spec.json").stat().st_gid == root.stat().st_gid
