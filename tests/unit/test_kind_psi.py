@@ -110,3 +110,21 @@ def test_psi_peer_file_not_checked_here(config: NodeConfig, federation: Federati
     # bob/ids.csv does not exist on alice: only the own input is checked, on its own node.
     assert not (config.data_dir / "bob").exists()
     validate_spec(psi_spec(config), config, federation)
+
+
+def test_psi_reads_its_input_through_a_link_in_the_work_dir(config: NodeConfig, federation: Federation) -> None:
+    """PSI writes PATH.temp.csv beside the path it is given; inputs are read-only to the Ray head that
+    runs it, so the path it gets is a link in the job's (writable) work dir to the file under DATA_DIR."""
+    from sfnode.jobdir import make_workdir, workdir
+    from sfnode.kinds.psi import own_input
+    from sfnode.sfargs import JobContext
+
+    spec = validate_spec(psi_spec(config), config, federation)
+    work = workdir(config.job_dir, spec.job_id)
+    make_workdir(work)
+    ctx = JobContext(spec, config, work)
+    link = own_input(ctx)
+    assert link.parent == work and link.is_symlink()
+    assert link.resolve() == (config.data_dir / "alice.csv").resolve()
+    assert link.read_text().startswith("id,age")
+    assert own_input(ctx) == link  # a second call (a retried run) finds it

@@ -41,6 +41,17 @@ def data_path(config: NodeConfig, relative: str) -> Path:
     return config.data_dir / os.path.normpath(relative)
 
 
+def own_input(ctx: JobContext) -> Path:
+    """This party's input as PSI reads it: a link in the job's work dir to the file under
+    DATA_DIR. PSI writes a scratch file beside the path it is given (``PATH.temp.csv``), and
+    the inputs are read-only to the Ray head that runs it; the work dir is its to write."""
+    target = os.path.realpath(data_path(ctx.config, ctx.spec.params["inputs"][ctx.self_id]["path"]))
+    link = ctx.workdir / f"input-{ctx.self_id}.csv"
+    if not link.is_symlink():
+        link.symlink_to(target)
+    return link
+
+
 def validate(params: dict[str, Any], check: ParamCheck) -> dict[str, Any]:
     ids = check.party_ids
     check.known_params(params, PARAMS)
@@ -164,7 +175,8 @@ def run(sf: Any, ctx: JobContext) -> dict[str, Any]:
     # Each party's actor uses its own entry; the peers' entries are never read here.
     reports = spu.psi(
         keys={pid: inputs[pid]["keys"] for pid in ids},
-        input_path={pid: str(data_path(ctx.config, inputs[pid]["path"])) for pid in ids},
+        input_path={pid: str(own_input(ctx) if pid == ctx.self_id else data_path(ctx.config, inputs[pid]["path"]))
+                    for pid in ids},
         output_path={pid: str(output) for pid in ids},
         receiver=params["receiver"],
         table_keys_duplicated={pid: False for pid in ids},
