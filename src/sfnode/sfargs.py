@@ -19,6 +19,19 @@ from sfnode.jobspec import JobSpec
 
 # SPU's field is fixed: FM128 works with every protocol the kinds offer.
 SPU_FIELD = "FM128"
+# What rayfed may unpickle from a peer's messages (its receiving proxy refuses any
+# other global: "global 'M.N' is forbidden"): the types SecretFlow's devices
+# exchange for the job kinds here, as recorded on a live two-party federation
+# running ping, spu_sum and psi, and numpy's arrays and scalars. Without it, a
+# peer could make this party build any Python object.
+SERIALIZING_ALLOWED: dict[str, list[str]] = {
+    "fed.exceptions": ["FedRemoteError"],
+    "jax._src.api": ["ShapeDtypeStruct"],
+    "libspu.spu_pb2": ["ExecutableProto"],
+    "numpy": ["dtype", "ndarray"],
+    "numpy.core.multiarray": ["_reconstruct", "scalar"],
+    "secretflow.device.device.spu": ["SPUIOInfo", "SPUValueMeta"],
+}
 # SPU's TLS: the peer's certificate is self-signed, so a chain of one.
 SPU_TLS_VERIFY_DEPTH = 1
 
@@ -70,6 +83,8 @@ def sf_init_kwargs(ctx: JobContext) -> dict[str, Any]:
             "expose_error_trace": False,
             # Proxy actors named after the job, so two jobs on one Ray head never share one.
             "use_global_proxy": False,
+            # a copy: rayfed rewrites the mapping it is given
+            "serializing_allowed_list": {module: list(names) for module, names in SERIALIZING_ALLOWED.items()},
         },
         "logging_level": "info",
         "log_to_driver": True,

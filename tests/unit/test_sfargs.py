@@ -65,3 +65,15 @@ def test_spu_tls_opts_only_on_this_partys_own_node(
     assert nodes[1]["tls_opts"] == {"server_ssl_opts": ssl, "client_ssl_opts": ssl}
     assert nodes[1]["listen_address"] == "0.0.0.0:21000"
     assert "tls_opts" not in nodes[0] and "tls_opts" not in nodes[2]
+
+
+def test_rayfed_unpickles_only_the_allowed_types(config: NodeConfig, federation: Federation,
+                                                 tmp_path: Path) -> None:
+    from sfnode.sfargs import SERIALIZING_ALLOWED
+
+    ctx = job_context(config, federation, full_spec(), tmp_path)
+    allowed = sf_init_kwargs(ctx)["cross_silo_comm_options"]["serializing_allowed_list"]
+    assert allowed == SERIALIZING_ALLOWED
+    assert "*" not in allowed and all("*" not in names for names in allowed.values())
+    allowed["numpy"].append("*")  # rayfed rewrites what it gets; the constant stays
+    assert "*" not in SERIALIZING_ALLOWED["numpy"]
