@@ -28,7 +28,7 @@ up() {
   podman network exists "$network" || podman network create "$network" >/dev/null
   for p in "${parties[@]}"; do
     podman container exists "sff-demo-$p" || podman run -d --name "sff-demo-$p" --hostname "$p" \
-      --network "$network" --systemd=always --shm-size=2g "$image" /sbin/init >/dev/null
+      --network "$network" --systemd=always --shm-size=2g --cap-add NET_ADMIN "$image" /sbin/init >/dev/null
   done
 
   # The inventory of this federation: the same shape as inventories/example,

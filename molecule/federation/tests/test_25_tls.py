@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from conftest import PARTIES, Jobs, connects, node_ip, psi_spec, unique_job_id, upload_psi_input
-from shared import FIREWALL, NODE, RAY_UNIT, wait_for
+from shared import FIREWALL, NODE, wait_for
 
 TLS_DIR = f"{NODE['node_config_dir']}/tls"
 CERT, KEY = f"{TLS_DIR}/node.crt", f"{TLS_DIR}/node.key"
@@ -175,11 +175,10 @@ def test_a_jobs_ports_take_only_tls_from_the_jobs_parties(three_parties, party_h
 def test_nothing_answers_on_the_ray_heads_ports_from_another_host(three_parties, party_hosts):
     """Ray's servers listen on every address (node_ip or not); the firewall keeps them to the host."""
     alice, bob = party_hosts["alice"], party_hosts["bob"]
-    group = alice.check_output(f"systemctl show -p ControlGroup --value {RAY_UNIT}")
-    pids = set(alice.check_output(f"cat $(find /sys/fs/cgroup{group} -name cgroup.procs)").split())
+    # every socket the Ray head's user listens on (ss names a user's own processes to that user)
     ports = set()
-    for line in alice.check_output("ss -ltnpH").splitlines():
-        if any(f"pid={pid}," in line for pid in pids):
+    for line in alice.check_output(f"runuser -u {NODE['node_ray_user']} -- ss -ltnpH").splitlines():
+        if "users:((" in line:
             address = line.split()[3]
             if not address.startswith(("127.", "[::1]")):
                 ports.add(int(address.rsplit(":", 1)[1]))
