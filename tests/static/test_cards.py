@@ -129,6 +129,19 @@ def test_the_federation_file_carries_each_partys_certificate(tmp_path: Path) -> 
     assert by_id["bob"]["certificate"] == pem
 
 
+def test_a_card_clashing_with_a_host_is_named_and_a_failed_host_is_left_out(tmp_path: Path) -> None:
+    # the verdict and the firewall both read the parties through federation_parties
+    (tmp_path / "bob.yml").write_text(yaml.safe_dump(card("bob", "192.0.2.10")))
+    hosts = [{"__node_party": {"host": "alice", "id": "alice", "ip": "192.0.2.10",
+                               "node_rayfed_ports": {"start": 20000, "end": 20031},
+                               "node_spu_ports": {"start": 21000, "end": 21031}}},
+             {"__common_problems": ["party carol: node_ip is not set"]}]
+    parties = cards_filters.federation_parties(hosts, cards_filters.party_cards([str(tmp_path / "bob.yml")]))
+    assert [p["id"] for p in parties] == ["alice", "bob"]
+    problems = _filters("federation").federation_problems(parties)
+    assert any("alice" in p and "bob" in p for p in problems), problems
+
+
 @pytest.mark.parametrize("days, expired", [(1, False), (-1, True)])
 def test_an_expired_certificate_is_named(days: int, expired: bool) -> None:
     problems = cards_filters.certificate_problems(certificate("bob", "192.0.2.11", days=days), "192.0.2.11")

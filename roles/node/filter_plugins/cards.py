@@ -147,9 +147,14 @@ def party_card(party: dict[str, Any], certificate: Any) -> dict[str, Any]:
 
 
 def federation_parties(hosts: Any, cards: Any = ()) -> list[dict[str, Any]]:
-    """Every party: each managed host's __node_party with its certificate, then the cards."""
+    """Every party: each managed host's __node_party with its certificate, then the sound cards.
+
+    A host whose preflight did not get as far as describing its party is left out (its problems
+    are reported on their own)."""
     parties = []
     for host in hosts:
+        if not host.get("__node_party"):
+            continue
         party = dict(host["__node_party"])
         party["certificate"] = host.get("__node_certificate") or None
         parties.append(party)
