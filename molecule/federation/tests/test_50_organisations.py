@@ -1,0 +1,179 @@
+"""Two organisations that do not share an administrator: dan and erin, each
+with its own inventory (its own host and nothing else) and its own controller
+state (its own secrets directory). Each provisions its node with site.yml,
+sends the card site.yml wrote to the other, adds the other's card to its
+inventory and runs site.yml again; then each submits its own side of a PSI
+and of a two-party spu_sum, which pass with TLS.
+
+The two hosts are containers of their own on the scenario's network, started
+here from the scenario's image and removed at the end."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import Jobs, JobRun, unique_job_id
+from shared import CACHE, NODE, ROOT, playbook_env
+
+ORGS = {"dan": "sff-org-dan", "erin": "sff-org-erin"}
+IMAGE = "localhost/secretflow-federation/debian12-runtime:latest"
+NETWORK = "sff-federation"
+# dan 1..2000, erin 1501..4000: 500 in common
+RANGES = {"dan": (1, 2000), "erin": (1501, 4000)}
+
+
+@dataclass
+class Organisation:
+    party: str
+    container: str
+    home: Path  # the organisation's controller state: inventory, secrets, cards
+
+    @property
+    def inventory(self) -> Path:
+        return self.home / "hosts.yml"
+
+    @property
+    def card(self) -> Path:
+        # where site.yml writes this organisation's own card (node_cards_out_dir)
+        return self.home / "party-cards" / f"{self.party}.yml"
+
+    @property
+    def secrets(self) -> Path:
+        return self.home / "secrets"
+
+    def write_inventory(self, peer_cards: list[Path]) -> None:
+        group_vars = {
+            "ansible_connection": "containers.podman.podman",
+            "node_ip": "{{ ansible_facts['default_ipv4']['address'] }}",
+            "redis_password_dir": str(self.secrets),
+            "node_peer_cards": [str(p) for p in peer_cards],
+            # the scenario's install source (the image holds the venv already)
+            "secretflow_runtime_install_source": "index",
+            "secretflow_runtime_pip_no_index": True,
+            "secretflow_runtime_pip_find_links": ["/srv/wheelhouses/{{ _secretflow_runtime_wheelhouse_name }}"],
+        }
+        self.inventory.write_text(yaml.safe_dump({NODE["node_federation_group"]: {
+            "vars": group_vars, "hosts": {self.container: {"node_id": self.party}}}}))
+
+    def jobs(self) -> Jobs:
+        return Jobs(self.home, [str(self.inventory)])
+
+
+def podman(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=300)
+
+
+def site_everywhere(orgs: dict[str, Organisation]) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Each organisation runs site.yml on its own inventory, at the same time."""
+    procs = {pid: subprocess.Popen(
+        ["ansible-playbook", "-i", str(org.inventory), "site.yml",
+         "-e", f"@{CACHE / 'python' / 'standin-vars.yml'}"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=playbook_env())
+        for pid, org in orgs.items()}
+    return {pid: subprocess.CompletedProcess(p.args, p.wait(timeout=1800), p.stdout.read(), "")
+            for pid, p in procs.items()}
+
+
+def recap_hosts(output: str) -> set[str]:
+    """The hosts a playbook run touched, from its PLAY RECAP."""
+    recap = output.rsplit("PLAY RECAP", 1)[-1]
+    return {line.split()[0] for line in recap.splitlines() if " : ok=" in line}
+
+
+@pytest.fixture(scope="module")
+def organisations(tmp_path_factory, request):
+    orgs = {pid: Organisation(pid, name, tmp_path_factory.mktemp(f"org-{pid}")) for pid, name in ORGS.items()}
+
+    def remove() -> None:
+        for org in orgs.values():
+            podman("rm", "-f", "-t", "5", org.container)
+    request.addfinalizer(remove)
+    wheelhouse = CACHE / "wheelhouse"
+    for org in orgs.values():
+        run = podman("run", "-d", "--name", org.container, "--hostname", org.party, "--network", NETWORK,
+                     "--systemd=always", "--shm-size=2g", "--cap-add", "NET_ADMIN",
+                     "-v", f"{wheelhouse}:/srv/wheelhouses:ro", IMAGE, "/sbin/init")
+        assert run.returncode == 0, run.stderr
+
+    # 1. each on its own: no peer yet; site.yml writes the organisation's card
+    for org in orgs.values():
+        org.write_inventory([])
+    first = site_everywhere(orgs)
+    for pid, run in first.items():
+        assert run.returncode == 0, (pid, run.stdout[-5000:])
+        assert recap_hosts(run.stdout) == {orgs[pid].container}, (pid, run.stdout[-2000:])
+        assert orgs[pid].card.exists(), pid
+
+    # 2. the cards are exchanged (as files sent between the organisations)
+    for pid, org in orgs.items():
+        (org.home / "peers").mkdir()
+        peers = []
+        for other in orgs.values():
+            if other is not org:
+                peers.append(Path(shutil.copy(other.card, org.home / "peers" / other.card.name)))
+        org.write_inventory(peers)
+    second = site_everywhere(orgs)
+    for pid, run in second.items():
+        assert run.returncode == 0, (pid, run.stdout[-5000:])
+        assert recap_hosts(run.stdout) == {orgs[pid].container}, (pid, run.stdout[-2000:])
+
+    # each uploads its own input
+    for pid, org in orgs.items():
+        low, high = RANGES[pid]
+        src = org.home / "ids.csv"
+        src.write_text("uid\n" + "".join(f"id-{i:06d}\n" for i in range(low, high + 1)))
+        org.jobs().upload(org.container, src, "shared/ids.csv")
+    return orgs
+
+
+def each_submits(orgs: dict[str, Organisation], spec: dict) -> dict[str, JobRun]:
+    """The same spec, submitted by each organisation on its own inventory at the same time."""
+    started = {pid: org.jobs().start(spec) for pid, org in orgs.items()}
+    return {pid: Jobs.finish(proc) for pid, proc in started.items()}
+
+
+def test_each_organisation_provisions_only_its_own_node_and_keeps_its_own_secrets(organisations):
+    for pid, org in organisations.items():
+        other = next(o for o in organisations.values() if o is not org)
+        card = yaml.safe_load(org.card.read_text())
+        assert card["id"] == pid and "BEGIN CERTIFICATE" in card["certificate"], card
+        assert "PRIVATE KEY" not in org.card.read_text()
+        # only its own broker password on its controller
+        names = sorted(p.name for p in org.secrets.iterdir())
+        assert names and all(pid in n for n in names) and not any(other.party in n for n in names), names
+        # its node's federation file pins the other's certificate from the card
+        out = subprocess.run(["podman", "exec", org.container, "cat", f"{NODE['node_config_dir']}/federation.json"],
+                             capture_output=True, text=True, check=True).stdout
+        by_id = {p["id"]: p for p in json.loads(out)["parties"]}
+        assert sorted(by_id) == sorted(organisations), by_id
+        assert by_id[other.party]["certificate"] == yaml.safe_load(other.card.read_text())["certificate"]
+
+
+def test_a_psi_between_two_organisations_each_submitting_its_own_side(organisations):
+    spec = {"job_id": unique_job_id("psi-orgs"), "kind": "psi", "parties": ["dan", "erin"], "slot": 4,
+            "params": {"inputs": {pid: {"path": "shared/ids.csv", "keys": ["uid"]} for pid in organisations},
+                       "receiver": "dan", "broadcast_result": True}}
+    runs = each_submits(organisations, spec)
+    for pid, run in runs.items():
+        assert run.rc == 0, (pid, run)
+        assert set(run.results) == {pid}, (pid, run)  # each ran only its own side
+        result = run.results[pid]["result"]
+        low, high = RANGES[pid]
+        assert result["original_count"] == high - low + 1, (pid, result)
+        assert result["intersection_count"] == 500, (pid, result)
+
+
+def test_a_two_party_spu_sum_between_two_organisations(organisations):
+    spec = {"job_id": unique_job_id("sum-orgs"), "kind": "spu_sum", "parties": ["dan", "erin"], "slot": 5,
+            "params": {"values": {"dan": 20, "erin": 22}}}
+    runs = each_submits(organisations, spec)
+    for pid, run in runs.items():
+        assert run.rc == 0, (pid, run)
+        assert set(run.results) == {pid}, (pid, run)
+        assert run.results[pid]["result"]["sum"] == 42, (pid, run)
