@@ -7,13 +7,19 @@ containers sff-demo-alice and sff-demo-bob) and measures, side by side:
   psi      PSI RR22 on N ids per party, N/2 of them shared
 
 each a) through the platform (``sfnode submit SPEC`` started on both parties
-at once: broker, Celery worker, supervised runner process) and b) as a bare
+at once: broker, Celery worker, supervised runner process), b) as a bare
 SecretFlow script started by hand on both parties at once, with the same
 ``sf.init``/``sf.SPU`` arguments that src/sfnode/sfargs.py builds, on another
-port slot. The wall time of one run is from its start until both parties
-have returned. Runs are sequential and alternate platform/bare.
+port slot, and, when the nodes have mutual TLS, c) as that bare script with
+TLS off on both parties ("bare no-tls": no ``tls_config``, no SPU
+``tls_opts``), for what TLS costs. A bare run with TLS writes the job's
+trust bundle (the other parties' certificates, as the supervisor makes it)
+into its work dir first. The wall time of one run is from its start until
+both parties have returned. Runs are sequential and alternate
+platform/bare/bare no-tls within each repetition.
 
   .venv/bin/python scripts/benchmark.py [--keys N] [--repeat R] [--json FILE] [--skip-psi]
+                                        [--skip-no-tls]
 
 It prints figures and asserts nothing about them: the exit code is 1 only if
 a job fails or a result is wrong (sum != 7, intersection != N/2), 2 if the
@@ -28,6 +34,7 @@ import os
 import platform
 import secrets
 import shlex
+import stat
 import statistics
 import subprocess
 import sys
@@ -35,17 +42,19 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from sfnode.config import DRIVER_ENVIRONMENT, NodeConfig, parse_env_text
 from sfnode.federation import Federation, parse_federation
+from sfnode.jobdir import WORKDIR_UMASK
 from sfnode.jobspec import JobSpec, PartySpec
 from sfnode.sfargs import JobContext, sf_init_kwargs, spu_cluster_def, spu_link_desc
+from sfnode.supervise import write_trust_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTAINERS_CONF = ROOT / "scripts" / "containers.conf"
@@ -67,7 +76,10 @@ SUM_VALUES = {"alice": 3, "bob": 4}
 PSI_RECEIVER = "alice"
 PSI_PROTOCOL = "PROTOCOL_RR22"
 TARGETS = {"trivial": 1.3, "psi": 1.15}  # platform/bare, upper bounds
-MEASUREMENTS = ("trivial platform", "trivial bare", "psi platform", "psi bare")
+TLS_TARGETS = {"psi": 1.10}  # bare with TLS / bare without, upper bounds (trivial: none)
+NO_TLS = "no-tls"  # the bare runs with TLS off on both parties: "LABEL bare no-tls"
+MEASUREMENTS = ("trivial platform", "trivial bare", f"trivial bare {NO_TLS}",
+                "psi platform", "psi bare", f"psi bare {NO_TLS}")
 # How much longer than the job deadline a run may take before it is abandoned.
 RUN_MARGIN_SECONDS = 180
 RESULT_MARK = "BENCH_RESULT "
@@ -105,13 +117,23 @@ class Bench:
     def deadline(self) -> int:
         return max(c.job_deadline_seconds for c in self.configs.values())
 
-    def context(self, party: str, kind: str, job_name: str, slot: int) -> JobContext:
-        """The job as the runner would see it on ``party`` (the by-hand run's arguments)."""
+    @property
+    def tls(self) -> bool:
+        """Whether the parties run with mutual TLS (all of them: ``load_bench`` checks)."""
+        return all(c.tls_enabled for c in self.configs.values())
+
+    def context(self, party: str, kind: str, job_name: str, slot: int,
+                tls: bool = True) -> JobContext:
+        """The job as the runner would see it on ``party`` (the by-hand run's arguments);
+        ``tls`` false: as on a node without TLS (no certificate, no key)."""
         parties = tuple(PartySpec(p.id, p.ip, *p.ports(slot))
                         for p in (self.federation.party(pid) for pid in PARTIES))
         spec = JobSpec(job_id=job_name, kind=kind, slot=slot, deadline_seconds=self.deadline,
                        parties=parties)
-        return JobContext(spec, self.configs[party], Path(BARE_DIR) / job_name)
+        config = self.configs[party]
+        if not tls:
+            config = replace(config, tls_cert=None, tls_key=None)
+        return JobContext(spec, config, Path(BARE_DIR) / job_name)
 
 
 @dataclass
@@ -174,16 +196,21 @@ def load_bench() -> Bench:
     for party in PARTIES:
         container = Bench.container(party)
         check_running(container)
-        configs[party] = NodeConfig.from_mapping(parse_env_text(exec_root(container, ["cat", NODE_ENV])),
+        env_text = exec_root(container, ["cat", NODE_ENV])
+        configs[party] = NodeConfig.from_mapping(parse_env_text(env_text),
                                                  source=f"{container}:{NODE_ENV}")
-    federation = parse_federation(json.loads(exec_root(Bench.container(PARTIES[0]), ["cat", FEDERATION_FILE])),
-                                  FEDERATION_FILE)
+    federation_text = exec_root(Bench.container(PARTIES[0]), ["cat", FEDERATION_FILE])
+    federation = parse_federation(json.loads(federation_text), FEDERATION_FILE)
     missing = [p for p in PARTIES if p not in federation]
     if missing:
         raise SetupError(f"{FEDERATION_FILE} has no party {', '.join(missing)}")
     bench = Bench(configs, federation)
     if bench.bare_slot == PLATFORM_SLOT:
         raise SetupError("the parties have a single port slot: the bare runs need a second one")
+    with_tls = [p for p, c in configs.items() if c.tls_enabled]
+    if with_tls and not bench.tls:
+        raise SetupError(f"TLS is on only on {', '.join(with_tls)} ({NODE_ENV}: TLS_CERT, "
+                         "TLS_KEY): a job's parties all use TLS or none does")
     return bench
 
 
@@ -191,14 +218,34 @@ def psi_input(keys: int) -> str:
     return f"{DATA_SUBDIR}/ids-{keys}.csv"
 
 
-def bare_config(fed: Bench, party: str, kind: str, job_name: str,
-                keys: int) -> dict[str, Any]:
-    ctx = fed.context(party, kind, job_name, fed.bare_slot)
+def trust_bundle(ctx: JobContext, federation: Federation) -> dict[str, Any] | None:
+    """The job's trust bundle for by_hand.py to write into its work dir before ``sf.init``
+    (None: the job runs without TLS): its path (the ``ca_cert`` of ``tls_files``), and the
+    text and mode that the supervisor's own ``write_trust_bundle`` gives it, made here in a
+    scratch dir and read back."""
+    if not ctx.config.tls_enabled:
+        return None
+    with tempfile.TemporaryDirectory(prefix="sff-bench-") as tmp:
+        try:
+            made = write_trust_bundle(ctx.spec, ctx.config, federation, Path(tmp))
+        except (KeyError, ValueError) as exc:  # a peer absent, or without a certificate
+            raise SetupError(f"no trust bundle for party {ctx.self_id} in "
+                             f"{FEDERATION_FILE}: {exc}") from None
+        return {"path": str(ctx.trust_bundle), "mode": stat.S_IMODE(made.stat().st_mode),
+                "text": made.read_text(encoding="utf-8")}
+
+
+def bare_config(fed: Bench, party: str, kind: str, job_name: str, keys: int,
+                tls: bool = True) -> dict[str, Any]:
+    ctx = fed.context(party, kind, job_name, fed.bare_slot, tls)
     config: dict[str, Any] = {
         "kind": kind,
         "self": party,
         "ids": list(PARTIES),
         "deadline": fed.deadline,
+        # made as the supervisor makes a job's work dir (the group's bits, setgid inherited)
+        "workdir": {"path": str(ctx.workdir), "umask": WORKDIR_UMASK},
+        "trust_bundle": trust_bundle(ctx, fed.federation),
         "init": sf_init_kwargs(ctx),
         "spu": spu_cluster_def(ctx, "SEMI2K"),
         "link_desc": spu_link_desc(ctx),
@@ -209,7 +256,7 @@ def bare_config(fed: Bench, party: str, kind: str, job_name: str,
         config["psi"] = {
             "keys": {p: ["id"] for p in PARTIES},
             "input_path": {p: f"{fed.configs[p].data_dir}/{psi_input(keys)}" for p in PARTIES},
-            "output_path": {p: f"{BARE_DIR}/{job_name}/psi_output.csv" for p in PARTIES},
+            "output_path": {p: str(ctx.workdir / "psi_output.csv") for p in PARTIES},
             "receiver": PSI_RECEIVER,
             "table_keys_duplicated": {p: False for p in PARTIES},
             "broadcast_result": True,
@@ -218,9 +265,9 @@ def bare_config(fed: Bench, party: str, kind: str, job_name: str,
     return config
 
 
-def bare_command(fed: Bench, party: str, kind: str, job_name: str,
-                 keys: int) -> list[str]:
-    config = json.dumps(bare_config(fed, party, kind, job_name, keys))
+def bare_command(fed: Bench, party: str, kind: str, job_name: str, keys: int,
+                 tls: bool = True) -> list[str]:
+    config = json.dumps(bare_config(fed, party, kind, job_name, keys, tls))
     return ["podman", "exec", "-u", NODE_USER, "-w", NODE_HOME, Bench.container(party),
             "env", "-u", "RAY_ADDRESS", f"HOME={NODE_HOME}",
             *(f"{key}={value}" for key, value in DRIVER_ENVIRONMENT.items()),
@@ -365,18 +412,20 @@ def run_platform(fed: Bench, kind: str, label: str, job_id: str, rep: int,
     return Run(f"{label} platform", rep, job_id, wall, parties)
 
 
-def run_bare(fed: Bench, kind: str, label: str, job_name: str, rep: int,
-             keys: int) -> Run:
-    commands = {p: bare_command(fed, p, kind, job_name, keys) for p in PARTIES}
+def run_bare(fed: Bench, kind: str, label: str, job_name: str, rep: int, keys: int,
+             tls: bool = True) -> Run:
+    """The by-hand job on both parties; ``tls`` false: with TLS off on both ("no-tls")."""
+    measurement = f"{label} bare" if tls else f"{label} bare {NO_TLS}"
+    commands = {p: bare_command(fed, p, kind, job_name, keys, tls) for p in PARTIES}
     wall, done = run_both(commands, fed.deadline + RUN_MARGIN_SECONDS)
-    what = f"{label} bare run {rep} (job_name {job_name})"
+    what = f"{measurement} run {rep} (job_name {job_name})"
     parties = {p: bare_answer(what, done[p], kind, keys) for p in PARTIES}
-    return Run(f"{label} bare", rep, job_name, wall, parties)
+    return Run(measurement, rep, job_name, wall, parties)
 
 
 def log_run(run: Run) -> None:
     each = ", ".join(f"{p} {info['seconds']:.1f}" for p, info in run.parties.items())
-    print(f"  {run.measurement:<17} #{run.rep}  {run.seconds:7.2f} s  ({each})  {run.job_id}",
+    print(f"  {run.measurement:<19} #{run.rep}  {run.seconds:7.2f} s  ({each})  {run.job_id}",
           flush=True)
 
 
@@ -453,29 +502,55 @@ def medians(runs: list[Run]) -> dict[str, float]:
     return out
 
 
-def ratios(med: dict[str, float]) -> dict[str, float]:
+def ratios_of(med: dict[str, float], top: str, bottom: str) -> dict[str, float]:
+    """Per job label, the median of "LABEL top" over the median of "LABEL bottom"."""
     out = {}
     for label in TARGETS:
-        plat, bare = med.get(f"{label} platform"), med.get(f"{label} bare")
-        if plat is not None and bare:
-            out[label] = round(plat / bare, 3)
+        num, den = med.get(f"{label} {top}"), med.get(f"{label} {bottom}")
+        if num is not None and den:
+            out[label] = round(num / den, 3)
     return out
 
 
-def print_report(runs: list[Run], keys: int, repeat: int, info: dict[str, Any]) -> None:
-    med, rat = medians(runs), ratios(medians(runs))
+def ratios(med: dict[str, float]) -> dict[str, float]:
+    """Platform/bare: what the platform adds."""
+    return ratios_of(med, "platform", "bare")
+
+
+def tls_ratios(med: dict[str, float]) -> dict[str, float]:
+    """Bare with TLS / bare without: what TLS costs."""
+    return ratios_of(med, "bare", f"bare {NO_TLS}")
+
+
+def print_ratios(title: str, values: dict[str, float], targets: dict[str, float]) -> None:
+    print(f"{title:<22} {'value':>6}  {'target':<8}")
+    for label, value in values.items():
+        target = targets.get(label)
+        if target is None:
+            print(f"{label:<22} {value:>6.3f}  {'-':<8}")
+            continue
+        verdict = "meets" if value <= target else "MISSES"
+        print(f"{label:<22} {value:>6.3f}  {'<= ' + str(target):<8}  {verdict}")
+
+
+def print_report(runs: list[Run], keys: int, repeat: int, info: dict[str, Any],
+                 tls: bool | None = None) -> None:
+    med = medians(runs)
     print()
-    print(f"{'measurement':<18} {'median s':>9}   runs (s)")
+    print(f"{'measurement':<20} {'median s':>9}   runs (s)")
     for name, value in med.items():
         each = " ".join(f"{r.seconds:.2f}" for r in runs if r.measurement == name)
-        print(f"{name:<18} {value:>9.2f}   {each}")
+        print(f"{name:<20} {value:>9.2f}   {each}")
     print()
-    print(f"{'ratio platform/bare':<20} {'value':>6}  {'target':<8}")
-    for label, value in rat.items():
-        verdict = "meets" if value <= TARGETS[label] else "MISSES"
-        print(f"{label:<20} {value:>6.3f}  {'<= ' + str(TARGETS[label]):<8}  {verdict}")
+    print_ratios("ratio platform/bare", ratios(med), TARGETS)
+    tls_rat = tls_ratios(med)
+    if tls_rat:
+        print()
+        print_ratios("ratio TLS/no-TLS (bare)", tls_rat, TLS_TARGETS)
     print()
     print(f"PSI keys per party: {keys:,} (intersection {keys // 2:,}); repeat {repeat}")
+    if tls is not None:
+        print(f"mutual TLS on the nodes: {'on' if tls else 'off'}")
     print(f"machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory_gib']} GiB, "
           f"kernel {info['kernel']} {info['arch']}, {info['podman']}")
 
@@ -491,9 +566,12 @@ def report_json(runs: list[Run], keys: int, repeat: int, info: dict[str, Any],
         "repeat": repeat,
         "machine": info,
         "slots": {"platform": PLATFORM_SLOT, "bare": fed.bare_slot if fed else None},
+        "tls": fed.tls if fed else None,
         "medians_seconds": med,
         "ratios": ratios(med),
         "targets": TARGETS,
+        "tls_ratios": tls_ratios(med),
+        "tls_targets": TLS_TARGETS,
         "runs": [{"measurement": r.measurement, "rep": r.rep, "job_id": r.job_id,
                   "seconds": r.seconds, "parties": r.parties} for r in runs],
     }
@@ -505,21 +583,30 @@ def report_json(runs: list[Run], keys: int, repeat: int, info: dict[str, Any],
 def run_all(fed: Bench, args: argparse.Namespace, runs: list[Run]) -> None:
     stamp = time.strftime("%m%d%H%M") + "-" + secrets.token_hex(2)
     jobs = [("spu_sum", "trivial")] + ([] if args.skip_psi else [("psi", "psi")])
+    # Without TLS on the nodes the bare runs are already without it.
+    no_tls = fed.tls and not args.skip_no_tls
+    if not fed.tls:
+        print("TLS is off on the nodes: no separate bare no-tls runs", flush=True)
     if not args.skip_psi:
         print(f"uploading PSI inputs: {args.keys:,} ids per party", flush=True)
         upload_psi_inputs(fed, args.keys)
-    print(f"runs (platform slot {PLATFORM_SLOT}, bare slot {fed.bare_slot}):", flush=True)
+    print(f"runs (platform slot {PLATFORM_SLOT}, bare slot {fed.bare_slot}, "
+          f"TLS {'on' if fed.tls else 'off'}):", flush=True)
+
+    def record(run: Run) -> None:
+        runs.append(run)
+        log_run(run)
+
     for rep in range(1, args.repeat + 1):
         for kind, label in jobs:
             short = "sum" if kind == "spu_sum" else "psi"
-            plat = run_platform(fed, kind, label, f"bench-{stamp}-{short}-plat{rep}", rep,
-                                args.keys)
-            runs.append(plat)
-            log_run(plat)
-            bare = run_bare(fed, kind, label, f"bench-{stamp}-{short}-bare{rep}", rep,
-                            args.keys)
-            runs.append(bare)
-            log_run(bare)
+            record(run_platform(fed, kind, label, f"bench-{stamp}-{short}-plat{rep}", rep,
+                                args.keys))
+            record(run_bare(fed, kind, label, f"bench-{stamp}-{short}-bare{rep}", rep,
+                            args.keys))
+            if no_tls:
+                record(run_bare(fed, kind, label, f"bench-{stamp}-{short}-notls{rep}", rep,
+                                args.keys, tls=False))
 
 
 def positive_even(text: str) -> int:
@@ -539,7 +626,8 @@ def positive(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description="Platform (sfnode submit) against bare SecretFlow scripts on the demo "
-                    "federation: spu_sum and PSI RR22, median wall seconds and ratios.")
+                    "federation, and bare with TLS against bare without: spu_sum and PSI "
+                    "RR22, median wall seconds and ratios.")
     parser.add_argument("--keys", type=positive_even, default=1_000_000,
                         help="PSI ids per party, half of them shared (default 1000000)")
     parser.add_argument("--repeat", type=positive, default=3,
@@ -547,6 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
                         help="also write the figures and every run to FILE")
     parser.add_argument("--skip-psi", action="store_true", help="only the trivial job")
+    parser.add_argument("--skip-no-tls", action="store_true",
+                        help="no bare runs with TLS off (so no TLS/no-TLS ratios)")
     return parser
 
 
@@ -567,7 +657,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if fed is not None:
             clean_up(fed)
-    print_report(runs, args.keys, args.repeat, info)
+    print_report(runs, args.keys, args.repeat, info, fed.tls if fed else None)
     if args.json:
         data = report_json(runs, args.keys, args.repeat, info, fed, error)
         args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

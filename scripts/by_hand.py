@@ -4,9 +4,17 @@ Run by a node venv's Python (3.10) as the service user, on every party at
 once, with one argument: a JSON object that scripts/benchmark.py builds with
 the worker app's own builders (sfnode.sfargs: the sf.init, sf.SPU and link
 arguments of a job), so platform and by-hand runs differ only in what the
-platform adds around them. Prints one ``BENCH_RESULT {...}`` line.
+platform adds around them. Before sf.init it makes the job's work dir and, on
+a node with TLS, writes the job's trust bundle there (the ca_cert of its TLS
+links), as the platform's supervisor does. Prints one ``BENCH_RESULT {...}``
+line.
 """
-import json, os, sys, threading, time, traceback
+import json
+import os
+import sys
+import threading
+import time
+import traceback
 
 cfg = json.loads(sys.argv[1])
 t0 = time.monotonic()
@@ -25,7 +33,7 @@ def finish(out, code):
 
 
 def expire():
-    finish({"ok": False, "error": "self-deadline of %s s passed" % cfg["deadline"]}, 124)
+    finish({"ok": False, "error": f"self-deadline of {cfg['deadline']} s passed"}, 124)
 
 
 timer = threading.Timer(cfg["deadline"], expire)
@@ -39,11 +47,31 @@ def as_int32(value):
 
 
 def add_all(*values):
-    import functools, operator
+    import functools
+    import operator
     return functools.reduce(operator.add, values)
 
 
+def prepare_workdir():
+    """The job's work dir as the supervisor makes it: group-writable (the Ray head's
+    actors, its own user, write the outputs there), the set-group-ID bit and that group
+    inherited from the node's jobs/ dir. With TLS, the job's trust bundle in it, with the
+    supervisor's mode: the Ray head's actors (rayfed's proxies, SPU) read it through the
+    group."""
+    previous = os.umask(cfg["workdir"]["umask"])
+    try:
+        os.makedirs(cfg["workdir"]["path"], exist_ok=True)
+    finally:
+        os.umask(previous)
+    bundle = cfg["trust_bundle"]
+    if bundle is not None:
+        with open(bundle["path"], "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), bundle["mode"])
+            handle.write(bundle["text"])
+
+
 def main():
+    prepare_workdir()
     import secretflow as sf
     mark("import")
     sf.init(**cfg["init"])
@@ -54,13 +82,15 @@ def main():
                   for p in cfg["ids"]]
         result = {"sum": int(sf.reveal(spu(add_all)(*shares)))}
     else:
-        out_dir = os.path.dirname(cfg["psi"]["output_path"][cfg["self"]])
-        # group-writable (the Ray head's actors, its own user, write here); the
-        # set-group-ID bit comes from the parent, as with the platform's work dirs
-        previous = os.umask(0o007)
-        os.makedirs(out_dir, exist_ok=True)
-        os.umask(previous)
-        reports = spu.psi(**cfg["psi"])
+        # PSI writes a scratch file beside its input, and inputs are read-only to the
+        # Ray head: as the platform does, PSI reads this party's input through a link
+        # in the work dir
+        psi = dict(cfg["psi"])
+        link = os.path.join(cfg["workdir"]["path"], "input-" + cfg["self"] + ".csv")
+        if not os.path.islink(link):
+            os.symlink(psi["input_path"][cfg["self"]], link)
+        psi["input_path"] = {**psi["input_path"], cfg["self"]: link}
+        reports = spu.psi(**psi)  # its output goes to the work dir
         result = {"parties": {r["party"]: {"original_count": int(r["original_count"]),
                                            "intersection_count": int(r["intersection_count"])}
                               for r in reports}}
@@ -74,4 +104,4 @@ try:
     finish({"ok": True, "result": main()}, 0)
 except BaseException as exc:
     traceback.print_exc()
-    finish({"ok": False, "error": "%s: %s" % (type(exc).__name__, exc)}, 1)
+    finish({"ok": False, "error": f"{type(exc).__name__}: {exc}"}, 1)

@@ -1,0 +1,240 @@
+"""scripts/benchmark.py and scripts/by_hand.py without containers: the bare runs'
+arguments with and without TLS, the trust bundle the by-hand job writes before
+sf.init (run against a stand-in ``secretflow``), the order of the runs and the report."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from conftest import env_for, tls_node
+from sfnode.config import NodeConfig
+from sfnode.federation import Federation
+from sfnode.jobdir import PEERS_CERT_MODE, WORKDIR_UMASK
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
+
+
+def load_benchmark() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("benchmark", SCRIPTS / "benchmark.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bm = load_benchmark()
+
+
+def bench_of(tmp_path: Path, federation_data: dict[str, Any],
+             certificates: dict[str, tuple[str, str]], tls: bool = True) -> Any:
+    """The demo's two parties as load_bench reads them (alice and bob; carol is in the
+    federation file but not in the benchmark's jobs)."""
+    alice, federation = tls_node(tmp_path, federation_data, certificates, tls=tls)
+    overrides = {"NODE_ID": "bob", "NODE_IP": "10.89.0.3"}
+    if tls:
+        cert, key = certificates["bob"]
+        (tmp_path / "tls" / "bob.crt").write_text(cert)
+        (tmp_path / "tls" / "bob.key").write_text(key)
+        overrides.update(TLS_CERT=str(tmp_path / "tls" / "bob.crt"),
+                         TLS_KEY=str(tmp_path / "tls" / "bob.key"))
+    bob = NodeConfig.from_mapping(env_for(tmp_path, **overrides))
+    return bm.Bench({"alice": alice, "bob": bob}, federation)
+
+
+def own_node(config: dict[str, Any], party: str) -> dict[str, Any]:
+    return next(n for n in config["spu"]["nodes"] if n["party"] == party)
+
+
+@pytest.mark.parametrize("party, peer", [("alice", "bob"), ("bob", "alice")])
+def test_bare_run_with_tls_carries_the_supervisors_trust_bundle(
+        tmp_path: Path, federation_data: dict[str, Any],
+        certificates: dict[str, tuple[str, str]], party: str, peer: str) -> None:
+    fed = bench_of(tmp_path, federation_data, certificates)
+    assert fed.tls
+    config = bm.bare_config(fed, party, "psi", "bench-x-psi-bare1", 10)
+    workdir = f"{bm.BARE_DIR}/bench-x-psi-bare1"
+    bundle = config["trust_bundle"]
+    assert config["workdir"] == {"path": workdir, "umask": WORKDIR_UMASK}
+    assert bundle["path"] == f"{workdir}/peers.pem"
+    assert bundle["mode"] == PEERS_CERT_MODE
+    federation: Federation = fed.federation
+    assert bundle["text"] == federation.trust_bundle([peer])  # the other party only, no carol
+    assert config["init"]["tls_config"]["ca_cert"] == bundle["path"]
+    ssl = own_node(config, party)["tls_opts"]
+    assert ssl["server_ssl_opts"]["ca_file_path"] == bundle["path"]
+    assert ssl["client_ssl_opts"]["ca_file_path"] == bundle["path"]
+    assert config["psi"]["output_path"][party] == f"{workdir}/psi_output.csv"
+
+
+def test_bare_run_without_tls_has_no_tls_anywhere(
+        tmp_path: Path, federation_data: dict[str, Any],
+        certificates: dict[str, tuple[str, str]]) -> None:
+    fed = bench_of(tmp_path, federation_data, certificates)
+    with_tls = bm.bare_config(fed, "alice", "spu_sum", "bench-x-sum", 10)
+    without = bm.bare_config(fed, "alice", "spu_sum", "bench-x-sum", 10, tls=False)
+    assert without["trust_bundle"] is None
+    assert "tls_config" not in without["init"]
+    assert all("tls_opts" not in node for node in without["spu"]["nodes"])
+    # otherwise the same job: same addresses, ports, work dir, link
+    del with_tls["init"]["tls_config"], own_node(with_tls, "alice")["tls_opts"]
+    assert {**with_tls, "trust_bundle": None} == without
+    assert fed.configs["alice"].tls_enabled  # the node's own config is left as it was
+
+
+def test_nodes_without_tls_get_no_bundle(
+        tmp_path: Path, federation_data: dict[str, Any],
+        certificates: dict[str, tuple[str, str]]) -> None:
+    fed = bench_of(tmp_path, federation_data, certificates, tls=False)
+    assert not fed.tls
+    config = bm.bare_config(fed, "bob", "spu_sum", "bench-x-sum", 10)
+    assert config["trust_bundle"] is None and "tls_config" not in config["init"]
+
+
+# A stand-in SecretFlow: checks that the trust bundle is there, readable with its
+# mode, when sf.init and sf.SPU get it, and computes the sum on one party.
+FAKE_SECRETFLOW = '''
+import os, stat
+
+def _check(path):
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode != 0o640:
+        raise RuntimeError("%s has mode %o" % (path, mode))
+    with open(path) as handle:
+        if "BEGIN CERTIFICATE" not in handle.read():
+            raise RuntimeError("%s holds no certificate" % path)
+
+def init(**kwargs):
+    tls = kwargs.get("tls_config")
+    if tls:
+        _check(tls["ca_cert"])
+
+class _Obj:
+    def __init__(self, value):
+        self.value = value
+    def to(self, device):
+        return self
+
+class PYU:
+    def __init__(self, party):
+        self.party = party
+    def __call__(self, fn):
+        return lambda *args: _Obj(fn(*args))
+
+class SPU:
+    def __init__(self, cluster_def, link_desc=None):
+        for node in cluster_def["nodes"]:
+            if "tls_opts" in node:
+                _check(node["tls_opts"]["server_ssl_opts"]["ca_file_path"])
+    def __call__(self, fn):
+        return lambda *objs: _Obj(fn(*[o.value for o in objs]))
+
+def reveal(obj):
+    return obj.value
+
+def shutdown():
+    pass
+'''
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_by_hand_writes_the_work_dir_and_bundle_before_sf_init(
+        tmp_path: Path, federation_data: dict[str, Any],
+        certificates: dict[str, tuple[str, str]], monkeypatch: pytest.MonkeyPatch,
+        tls: bool) -> None:
+    fed = bench_of(tmp_path, federation_data, certificates)
+    jobs = tmp_path / "jobs"
+    os.chmod(jobs, 0o2750)  # as the node role makes JOB_DIR
+    monkeypatch.setattr(bm, "BARE_DIR", str(jobs / "bench-by-hand"))
+    config = bm.bare_config(fed, "alice", "spu_sum", "bench-x-sum-bare1", 10, tls)
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "secretflow.py").write_text(FAKE_SECRETFLOW)
+    (fake / "numpy.py").write_text("int32 = int\n")
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "by_hand.py"), json.dumps(config)],
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**os.environ, "PYTHONPATH": str(fake)})
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith(bm.RESULT_MARK))
+    out = json.loads(line[len(bm.RESULT_MARK):])
+    assert out["ok"], proc.stderr
+    assert out["result"] == {"sum": 3}  # bob's share is his own: 0 here
+    workdir = Path(config["workdir"]["path"])
+    assert stat.S_IMODE(workdir.stat().st_mode) == 0o2770  # setgid from jobs/, group rwx
+    bundle = workdir / "peers.pem"
+    if tls:
+        assert stat.S_IMODE(bundle.stat().st_mode) == PEERS_CERT_MODE
+        assert bundle.read_text() == fed.federation.trust_bundle(["bob"])
+        assert bundle.stat().st_gid == jobs.stat().st_gid
+    else:
+        assert not bundle.exists()
+
+
+def fake_run(label: str, measurement: str, rep: int) -> Any:
+    return bm.Run(f"{label} {measurement}", rep, f"job-{label}-{measurement}-{rep}", 1.0,
+                  {"alice": {"seconds": 1.0}})
+
+
+@pytest.mark.parametrize("tls, skip, expect_no_tls", [(True, False, True), (True, True, False),
+                                                      (False, False, False)])
+def test_runs_interleave_within_each_repetition(
+        tmp_path: Path, federation_data: dict[str, Any],
+        certificates: dict[str, tuple[str, str]], monkeypatch: pytest.MonkeyPatch,
+        tls: bool, skip: bool, expect_no_tls: bool) -> None:
+    fed = bench_of(tmp_path, federation_data, certificates, tls=tls)
+    monkeypatch.setattr(bm, "upload_psi_inputs", lambda fed, keys: None)
+    monkeypatch.setattr(bm, "run_platform", lambda fed, kind, label, job_id, rep, keys:
+                        fake_run(label, "platform", rep))
+    monkeypatch.setattr(bm, "run_bare", lambda fed, kind, label, job_id, rep, keys, tls=True:
+                        fake_run(label, "bare" if tls else "bare no-tls", rep))
+    runs: list[Any] = []
+    args = argparse.Namespace(keys=10, repeat=2, skip_psi=False, skip_no_tls=skip)
+    bm.run_all(fed, args, runs)
+    each = (["platform", "bare", "bare no-tls"] if expect_no_tls else ["platform", "bare"])
+    one_rep = [f"{label} {m}" for label in ("trivial", "psi") for m in each]
+    assert [r.measurement for r in runs] == one_rep * 2
+    assert [r.rep for r in runs] == [1] * len(one_rep) + [2] * len(one_rep)
+
+
+def test_report_has_the_tls_ratios(capsys: pytest.CaptureFixture[str]) -> None:
+    seconds = {"trivial platform": 20.0, "trivial bare": 19.0, "trivial bare no-tls": 18.0,
+               "psi platform": 22.0, "psi bare": 21.0, "psi bare no-tls": 20.0}
+    runs = [bm.Run(name, 1, "job", value, {}) for name, value in seconds.items()]
+    med = bm.medians(runs)
+    assert med == seconds
+    assert bm.ratios(med) == {"trivial": round(20 / 19, 3), "psi": round(22 / 21, 3)}
+    assert bm.tls_ratios(med) == {"trivial": round(19 / 18, 3), "psi": 1.05}
+    info = {"nproc": 2, "cpu": "cpu", "memory_gib": 1.0, "kernel": "k", "arch": "x",
+            "podman": "podman"}
+    bm.print_report(runs, 10, 1, info, True)
+    text = capsys.readouterr().out
+    assert "psi bare no-tls" in text and "ratio TLS/no-TLS (bare)" in text
+    assert "<= 1.1" in text and "meets" in text
+    data = bm.report_json(runs, 10, 1, info, None, None)
+    assert data["tls_ratios"] == {"trivial": round(19 / 18, 3), "psi": 1.05}
+    assert data["tls_targets"] == {"psi": 1.10}
+    assert data["ratios"] == bm.ratios(med)
+
+
+def test_report_without_no_tls_runs_has_no_tls_ratios(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    runs = [bm.Run("trivial platform", 1, "a", 2.0, {}), bm.Run("trivial bare", 1, "b", 1.0, {})]
+    assert bm.tls_ratios(bm.medians(runs)) == {}
+    info = {"nproc": 2, "cpu": "cpu", "memory_gib": 1.0, "kernel": "k", "arch": "x",
+            "podman": "podman"}
+    bm.print_report(runs, 10, 1, info)
+    assert "TLS/no-TLS" not in capsys.readouterr().out
+
+
+def test_skip_no_tls_flag() -> None:
+    assert bm.build_parser().parse_args(["--skip-no-tls"]).skip_no_tls
+    assert not bm.build_parser().parse_args([]).skip_no_tls
