@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# A local two-party federation: alice and bob as Debian 12 systemd
-# containers on a podman network of their own, provisioned by site.yml
-# exactly as real hosts are, then a PSI between them through job.yml.
+# A local two-party federation of two organisations: alice and bob as
+# Debian 12 systemd containers on a podman network of their own. Each
+# organisation provisions only its own node with site.yml, from its own
+# inventory and secrets, and trusts the other through the card (address,
+# ports, certificate) that the other's site.yml wrote; then each submits its
+# own side of a PSI through job.yml, over mutual TLS.
 #   scripts/demo.sh up     build, provision, run the PSI, print the result
 #   scripts/demo.sh down   remove the containers, the network and build/demo
 set -euo pipefail
@@ -21,42 +24,82 @@ down() {
   echo "demo: removed the containers, the network and build/demo"
 }
 
+# Each organisation's own controller state: its inventory (its own host and
+# the cards it received), its secrets directory and the card site.yml writes.
+inventory() {
+  local p=$1 cards=$2
+  cat >"$out/$p/hosts.yml" <<YAML
+# $p's organisation: its own node only; the peer is known by its card.
+federation:
+  vars:
+    ansible_connection: containers.podman.podman
+    node_ip: "{{ ansible_facts['default_ipv4']['address'] }}"
+    redis_password_dir: "{{ inventory_dir }}/secrets"
+    node_peer_cards: [$cards]
+  hosts:
+    $p: {ansible_host: sff-demo-$p}
+YAML
+}
+
+# Runs one playbook for every organisation at once, each on its own
+# inventory; each one's output goes to build/demo/<party>/<name>.log and its
+# recap is printed.
+each_org() {
+  local name=$1; shift
+  local -A pids=()
+  local p rc=0
+  for p in "${parties[@]}"; do
+    ansible-playbook -i "$out/$p/hosts.yml" "$@" >"$out/$p/$name.log" 2>&1 &
+    pids[$p]=$!
+  done
+  for p in "${parties[@]}"; do
+    if wait "${pids[$p]}"; then echo "demo: $p: $name ok"
+    else rc=1; echo "demo: $p: $name FAILED (build/demo/$p/$name.log)"; tail -n 30 "$out/$p/$name.log"; fi
+    sed -n '/PLAY RECAP/,$p' "$out/$p/$name.log" | grep ' : ok=' | sed "s/^/demo: $p:   /" || true
+  done
+  return "$rc"
+}
+
 up() {
   "$here/setup.sh"
   export PATH=$SFF_ROOT/.venv/bin:$PATH
-  mkdir -p "$out"
+  for p in "${parties[@]}"; do mkdir -p "$out/$p/received-cards"; done
   podman network exists "$network" || podman network create "$network" >/dev/null
   for p in "${parties[@]}"; do
     podman container exists "sff-demo-$p" || podman run -d --name "sff-demo-$p" --hostname "$p" \
       --network "$network" --systemd=always --shm-size=2g --cap-add NET_ADMIN "$image" /sbin/init >/dev/null
   done
 
-  # The inventory of this federation: the same shape as inventories/example,
-  # with podman instead of SSH as the connection.
-  cat >"$out/hosts.yml" <<YAML
-federation:
-  vars:
-    ansible_connection: containers.podman.podman
-    node_ip: "{{ ansible_facts['default_ipv4']['address'] }}"
-  hosts:
-    alice: {ansible_host: sff-demo-alice}
-    bob: {ansible_host: sff-demo-bob}
-YAML
+  # alice and bob are two organisations: each provisions only its own node,
+  # from its own inventory, and knows the other only by its card.
+  inventory alice ""
+  inventory bob ""
+  echo "demo: alice and bob each provision their own node with site.yml (the first time takes several minutes)"
+  each_org site site.yml -e "@$SFF_CACHE/python/standin-vars.yml"
 
-  echo "demo: provisioning alice and bob with site.yml (the first time takes several minutes)"
-  ansible-playbook site.yml -i "$out/hosts.yml" -e "@$SFF_CACHE/python/standin-vars.yml"
+  # The cards site.yml wrote (id, address, ports, certificate; no secret)
+  # are what the organisations send each other.
+  cp "$out/alice/party-cards/alice.yml" "$out/bob/received-cards/"
+  cp "$out/bob/party-cards/bob.yml" "$out/alice/received-cards/"
+  inventory alice '"{{ inventory_dir }}/received-cards/bob.yml"'
+  inventory bob '"{{ inventory_dir }}/received-cards/alice.yml"'
+  echo "demo: cards exchanged; each runs site.yml again to trust the other (mutual TLS, firewall open to the peer)"
+  each_org site-peer site.yml -e "@$SFF_CACHE/python/standin-vars.yml"
 
   # Generated ids: alice has 0..49999, bob 25000..74999, so 25000 are shared.
   python3 - "$out" <<'PY'
 import sys
 out = sys.argv[1]
 for party, (low, high) in {"alice": (0, 50000), "bob": (25000, 75000)}.items():
-    with open(f"{out}/{party}.csv", "w") as f:
+    with open(f"{out}/{party}/customers.csv", "w") as f:
         f.write("customer_id,segment\n")
         f.writelines(f"c{i:07d},{i % 5}\n" for i in range(low, high))
 PY
   for p in "${parties[@]}"; do
-    ansible-playbook playbooks/upload.yml -i "$out/hosts.yml" -l "$p" -e "src=$out/$p.csv" -e dest=demo/customers.csv
+    ansible-playbook playbooks/upload.yml -i "$out/$p/hosts.yml" -e "src=$out/$p/customers.csv" \
+      -e dest=demo/customers.csv >"$out/$p/upload.log" 2>&1 \
+      || { tail -n 30 "$out/$p/upload.log"; exit 1; }
+    echo "demo: $p uploaded its customers to its own node"
   done
 
   job_id="psi-demo-$(date +%Y%m%d%H%M%S)"
@@ -66,11 +109,18 @@ PY
                        "bob": {"path": "demo/customers.csv", "keys": ["customer_id"]}},
             "receiver": "alice", "protocol": "PROTOCOL_RR22", "broadcast_result": true}}
 JSON
-  echo "demo: running PSI $job_id through playbooks/job.yml"
-  ansible-playbook playbooks/job.yml -i "$out/hosts.yml" -e "job_spec=$out/psi.json"
+  echo "demo: PSI $job_id: alice and bob each submit their own side through playbooks/job.yml"
+  local ok=0
+  each_org job playbooks/job.yml -e "job_spec=$out/psi.json" || ok=1
+  for p in "${parties[@]}"; do
+    echo "demo: $p's result:"
+    awk '/^TASK \[Results by party\]/ {on=1; next} /^TASK / {on=0} on && NF' "$out/$p/job.log"
+  done
+  [ "$ok" -eq 0 ] || exit 1
   echo
   echo "demo: expected 50000 ids on each side and 25000 in the intersection (see the results above)."
   echo "demo: the output file is on alice: podman exec sff-demo-alice head /var/lib/secretflow/jobs/$job_id/psi_output.csv"
+  echo "demo: each organisation's state is in build/demo/<party>/ (inventory, secrets, its card, the card it received)"
   echo "demo: try 'podman exec sff-demo-alice sfnode health'; remove everything with: make demo-down"
 }
 
