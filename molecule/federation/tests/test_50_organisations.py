@@ -69,15 +69,18 @@ def podman(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=300)
 
 
-def site_everywhere(orgs: dict[str, Organisation]) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Each organisation runs site.yml on its own inventory, at the same time."""
-    procs = {pid: subprocess.Popen(
-        ["ansible-playbook", "-i", str(org.inventory), "site.yml",
-         "-e", f"@{CACHE / 'python' / 'standin-vars.yml'}"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=playbook_env())
-        for pid, org in orgs.items()}
-    return {pid: subprocess.CompletedProcess(p.args, p.wait(timeout=1800), p.stdout.read(), "")
-            for pid, p in procs.items()}
+def site_everywhere(orgs: dict[str, Organisation], run: str) -> dict[str, tuple[int, str]]:
+    """Each organisation runs site.yml on its own inventory, at the same time: each
+    one's exit code and output (kept in its home as site-RUN.log)."""
+    logs = {pid: org.home / f"site-{run}.log" for pid, org in orgs.items()}
+    procs = {}
+    for pid, org in orgs.items():
+        with logs[pid].open("w") as log:
+            procs[pid] = subprocess.Popen(
+                ["ansible-playbook", "-i", str(org.inventory), "site.yml",
+                 "-e", f"@{CACHE / 'python' / 'standin-vars.yml'}"],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, env=playbook_env())
+    return {pid: (proc.wait(timeout=1800), logs[pid].read_text()) for pid, proc in procs.items()}
 
 
 def recap_hosts(output: str) -> set[str]:
@@ -104,10 +107,9 @@ def organisations(tmp_path_factory, request):
     # 1. each on its own: no peer yet; site.yml writes the organisation's card
     for org in orgs.values():
         org.write_inventory([])
-    first = site_everywhere(orgs)
-    for pid, run in first.items():
-        assert run.returncode == 0, (pid, run.stdout[-5000:])
-        assert recap_hosts(run.stdout) == {orgs[pid].container}, (pid, run.stdout[-2000:])
+    for pid, (rc, out) in site_everywhere(orgs, "alone").items():
+        assert rc == 0, (pid, out[-5000:])
+        assert recap_hosts(out) == {orgs[pid].container}, (pid, out[-2000:])
         assert orgs[pid].card.exists(), pid
 
     # 2. the cards are exchanged (as files sent between the organisations)
@@ -118,10 +120,9 @@ def organisations(tmp_path_factory, request):
             if other is not org:
                 peers.append(Path(shutil.copy(other.card, org.home / "peers" / other.card.name)))
         org.write_inventory(peers)
-    second = site_everywhere(orgs)
-    for pid, run in second.items():
-        assert run.returncode == 0, (pid, run.stdout[-5000:])
-        assert recap_hosts(run.stdout) == {orgs[pid].container}, (pid, run.stdout[-2000:])
+    for pid, (rc, out) in site_everywhere(orgs, "peers").items():
+        assert rc == 0, (pid, out[-5000:])
+        assert recap_hosts(out) == {orgs[pid].container}, (pid, out[-2000:])
 
     # each uploads its own input
     for pid, org in orgs.items():
