@@ -30,14 +30,15 @@ if [ "$(podman image inspect -f '{{ index .Labels "recipe" }}' "$image" 2>/dev/n
   exit 0
 fi
 
-work=$(mktemp -d)
 cleanup() {
   podman rm -f -t 5 "$name" >/dev/null 2>&1 || true
   podman network rm -f "$network" >/dev/null 2>&1 || true
-  rm -rf "$work"
+  [ -z "$work" ] || rm -rf "$work"
 }
+work=
 trap cleanup EXIT
-cleanup; work=$(mktemp -d)
+cleanup
+work=$(mktemp -d)
 
 # The same install source as the federation scenario: the controller's
 # wheelhouse mounted read-only, pip in index mode with find-links only.
@@ -66,5 +67,8 @@ ANSIBLE_ERROR_ON_MISSING_HANDLER=false ANSIBLE_LOCALHOST_WARNING=false \
 # A fresh machine id for every container started from the image.
 podman exec "$name" sh -c ': >/etc/machine-id; apt-get clean'
 podman stop -t 10 "$name" >/dev/null
+previous=$(podman image inspect -f '{{ .Id }}' "$image" 2>/dev/null || true)
 podman commit -q --change "LABEL recipe=$recipe" --change 'CMD ["/sbin/init"]' "$name" "$image" >/dev/null
+# The image of the previous recipe (about 9 GB) goes, unless a container still uses it.
+[ -z "$previous" ] || podman rmi "$previous" >/dev/null 2>&1 || true
 echo "build-runtime-image: $image built in $((SECONDS - t0)) s (recipe $recipe)"
