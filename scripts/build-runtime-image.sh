@@ -22,7 +22,7 @@ vars=$SFF_CACHE/python/standin-vars.yml
 "$here/build-image.sh" >/dev/null
 "$here/build-python-standin.sh" >/dev/null
 recipe=$( { podman image inspect -f '{{ index .Labels "recipe" }}' "$base"
-            cat "$vars" "$0" molecule/federation/runtime-image.yml
+            cat "$vars" "$0" molecule/federation/runtime-image.yml molecule/federation/molecule.yml
             find roles/common roles/python roles/secretflow_runtime roles/node/defaults -type f | LC_ALL=C sort | xargs cat
           } | sha256sum | cut -c1-12)
 if [ "$(podman image inspect -f '{{ index .Labels "recipe" }}' "$image" 2>/dev/null)" = "$recipe" ]; then
@@ -40,24 +40,23 @@ trap cleanup EXIT
 cleanup
 work=$(mktemp -d)
 
-# The same install source as the federation scenario: the controller's
-# wheelhouse mounted read-only, pip in index mode with find-links only.
+# The wheelhouse mounted read-only where the federation scenario mounts it.
 ansible-playbook playbooks/wheelhouse.yml -e "@$vars" >"$work/wheelhouse.log" 2>&1 \
   || { tail -n 30 "$work/wheelhouse.log" >&2; exit 1; }
 podman network create "$network" >/dev/null
 podman run -d --name "$name" --network "$network" --systemd=always --shm-size=2g \
   -v "$SFF_CACHE/wheelhouse:/srv/wheelhouses:ro" "$base" /sbin/init >/dev/null
-cat >"$work/hosts.yml" <<YAML
-federation:
-  vars:
-    ansible_connection: containers.podman.podman
-    node_ip: "{{ ansible_facts['default_ipv4']['address'] }}"
-    secretflow_runtime_install_source: index
-    secretflow_runtime_pip_no_index: true
-    secretflow_runtime_pip_find_links: ["/srv/wheelhouses/{{ _secretflow_runtime_wheelhouse_name }}"]
-  hosts:
-    builder: {ansible_host: $name, node_id: builder}
-YAML
+# The builder's inventory: the federation scenario's group vars (its install
+# source among them), so the venv is installed as that scenario installs it.
+python3 - "$work/hosts.yml" "$name" <<'PY'
+import sys
+import yaml
+scenario = yaml.safe_load(open("molecule/federation/molecule.yml"))
+group_vars = scenario["provisioner"]["inventory"]["group_vars"]["federation"]
+inventory = {"federation": {"vars": {**group_vars, "ansible_connection": "containers.podman.podman"},
+                            "hosts": {sys.argv[2]: {"node_id": "builder"}}}}
+open(sys.argv[1], "w").write(yaml.safe_dump(inventory))
+PY
 echo "build-runtime-image: installing the runtime into $name (several minutes, once per recipe)"
 t0=$SECONDS
 ANSIBLE_ERROR_ON_MISSING_HANDLER=false ANSIBLE_LOCALHOST_WARNING=false \

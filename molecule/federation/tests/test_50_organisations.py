@@ -5,11 +5,13 @@ sends the card site.yml wrote to the other, adds the other's card to its
 inventory and runs site.yml again; then each submits its own side of a PSI
 and of a two-party spu_sum, which pass with TLS.
 
-The two hosts are containers of their own on the scenario's network, started
-here from the scenario's image and removed at the end."""
+The two hosts are containers of their own, started here as molecule.yml
+describes the scenario's hosts (image, network, options) and removed at the
+end; each organisation's inventory carries the scenario's group vars."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -22,8 +24,9 @@ from conftest import Jobs, JobRun, unique_job_id
 from shared import CACHE, NODE, ROOT, playbook_env
 
 ORGS = {"dan": "sff-org-dan", "erin": "sff-org-erin"}
-IMAGE = "localhost/secretflow-federation/debian12-runtime:latest"
-NETWORK = "sff-federation"
+SCENARIO = yaml.safe_load((Path(__file__).resolve().parents[1] / "molecule.yml").read_text())
+PLATFORM = SCENARIO["platforms"][0]  # how molecule starts the scenario's hosts
+GROUP_VARS = SCENARIO["provisioner"]["inventory"]["group_vars"][NODE["node_federation_group"]]
 # dan 1..2000, erin 1501..4000: 500 in common
 RANGES = {"dan": (1, 2000), "erin": (1501, 4000)}
 
@@ -48,16 +51,10 @@ class Organisation:
         return self.home / "secrets"
 
     def write_inventory(self, peer_cards: list[Path]) -> None:
-        group_vars = {
-            "ansible_connection": "containers.podman.podman",
-            "node_ip": "{{ ansible_facts['default_ipv4']['address'] }}",
-            "redis_password_dir": str(self.secrets),
-            "node_peer_cards": [str(p) for p in peer_cards],
-            # the scenario's install source (the image holds the venv already)
-            "secretflow_runtime_install_source": "index",
-            "secretflow_runtime_pip_no_index": True,
-            "secretflow_runtime_pip_find_links": ["/srv/wheelhouses/{{ _secretflow_runtime_wheelhouse_name }}"],
-        }
+        group_vars = {**GROUP_VARS,
+                      "ansible_connection": "containers.podman.podman",
+                      "redis_password_dir": str(self.secrets),
+                      "node_peer_cards": [str(p) for p in peer_cards]}
         self.inventory.write_text(yaml.safe_dump({NODE["node_federation_group"]: {
             "vars": group_vars, "hosts": {self.container: {"node_id": self.party}}}}))
 
@@ -97,11 +94,13 @@ def organisations(tmp_path_factory, request):
         for org in orgs.values():
             podman("rm", "-f", "-t", "5", org.container)
     request.addfinalizer(remove)
-    wheelhouse = CACHE / "wheelhouse"
     for org in orgs.values():
-        run = podman("run", "-d", "--name", org.container, "--hostname", org.party, "--network", NETWORK,
-                     "--systemd=always", "--shm-size=2g", "--cap-add", "NET_ADMIN",
-                     "-v", f"{wheelhouse}:/srv/wheelhouses:ro", IMAGE, "/sbin/init")
+        run = podman("run", "-d", "--name", org.container, "--hostname", org.party,
+                     "--network", PLATFORM["network"], "--systemd=always",
+                     *PLATFORM.get("extra_opts", []),
+                     *(arg for cap in PLATFORM.get("capabilities", []) for arg in ("--cap-add", cap)),
+                     *(arg for vol in PLATFORM.get("volumes", []) for arg in ("-v", os.path.expandvars(vol))),
+                     PLATFORM["image"], PLATFORM["command"])
         assert run.returncode == 0, run.stderr
 
     # 1. each on its own: no peer yet; site.yml writes the organisation's card
