@@ -9,6 +9,7 @@ only modules listed above it):
 - ``config``: this node's env file (``NodeConfig``, port ranges and slots, unit names)
 - ``retention``: what a node keeps on disk (finished jobs' work dirs, Ray's old session logs)
 - ``federation``: the federation file (every party's address and port ranges)
+- ``gate``: the port gate (a job's ports take only its parties), its root helper and its client
 - ``jobspec``: a validated job spec (``JobSpec``, ``PartySpec``)
 - ``sfargs``: SecretFlow's arguments built from a job (``sf.init``, ``sf.SPU``), ``JobContext``
 - ``kinds``: the job kinds, one module each (params check + run function), found by discovery

@@ -66,6 +66,9 @@ DEFAULTS = {
     # parties; both empty: this node runs without TLS (a lab opt-out).
     "TLS_CERT": "",
     "TLS_KEY": "",
+    # The port gate's unix socket (see sfnode.gate): while a job runs, its ports
+    # take only its parties. Empty: no gate (the firewall is off on this node).
+    "PORT_GATE": "",
 }
 KEYS = REQUIRED_KEYS + tuple(DEFAULTS)
 TLS_KEYS = ("TLS_CERT", "TLS_KEY")
@@ -345,6 +348,8 @@ class NodeConfig:
     # This node's certificate and private key for mutual TLS; both None: no TLS.
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # The port gate's socket; None: no gate.
+    port_gate: Path | None = None
 
     @property
     def tls_enabled(self) -> bool:
@@ -382,6 +387,7 @@ class NodeConfig:
         retention_mb = keys.integer("JOB_RETENTION_MB", 1, 2**31)
         ray_temp_dir = keys.absolute_path("RAY_TEMP_DIR") if keys.text("RAY_TEMP_DIR") else None
         tls_cert, tls_key = keys.tls_files()
+        port_gate = keys.optional_path("PORT_GATE")
         problems.raise_if_any(lambda found: ConfigError(found, source))
         assert rayfed_ports and spu_ports  # a missing or bad range is a problem raised above
         return cls(node_id=node_id, node_ip=node_ip, app_env=app_env, redis_url=redis_url,
@@ -392,7 +398,7 @@ class NodeConfig:
                    worker_concurrency=concurrency, service_units=service_units,
                    job_max_deadline_seconds=max_deadline, job_retention_days=retention_days,
                    job_retention_mb=retention_mb, ray_temp_dir=ray_temp_dir,
-                   tls_cert=tls_cert, tls_key=tls_key)
+                   tls_cert=tls_cert, tls_key=tls_key, port_gate=port_gate)
 
     @classmethod
     def from_env_file(cls, path: str | os.PathLike[str]) -> NodeConfig:
@@ -422,6 +428,7 @@ class NodeConfig:
             "RAY_TEMP_DIR": str(self.ray_temp_dir or ""),
             "TLS_CERT": str(self.tls_cert or ""),
             "TLS_KEY": str(self.tls_key or ""),
+            "PORT_GATE": str(self.port_gate or ""),
         }
 
 

@@ -2,8 +2,9 @@
 
 Validate the spec, take the slot's lock, prepare the job's work dir (the spec
 and, on a node with TLS, the trust bundle of the job's peers), start the
-runner in a session of its own, wait until the deadline and, past it, kill
-the runner's whole process group. The answer is always a JSON-able dict;
+runner in a session of its own (the port gate, where there is one, keeping
+the slot's ports to the job's peers meanwhile), wait until the deadline and,
+past it, kill the runner's whole process group. The answer is always a JSON-able dict;
 this module does not raise for anything a job or an operator can get wrong.
 """
 
@@ -21,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sfnode import jobdir
+from sfnode import gate, jobdir
 from sfnode.config import NodeConfig, child_environment
 from sfnode.federation import Federation, FederationError, load_federation
 from sfnode.jobdir import (LOG_NAME, RESULT_NAME, SPEC_NAME, STATUS_NAME, read_json,
@@ -31,6 +32,7 @@ from sfnode.netprobe import tcp_port_open
 from sfnode.spec import SpecError, validate_spec
 
 RunnerCommand = Callable[[Path, Path], Sequence[str]]
+GateAsker = Callable[[Path, gate.GateRequest], object]
 
 KILL_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.5
@@ -143,6 +145,7 @@ def run_job(
     runner_command: RunnerCommand = default_runner_command,
     grace_seconds: float = KILL_GRACE_SECONDS,
     poll_seconds: float = POLL_SECONDS,
+    ask_gate: GateAsker = gate.ask,
 ) -> dict[str, Any]:
     started = time.monotonic()
     try:
@@ -161,7 +164,8 @@ def run_job(
         lock.acquire()
     except SlotBusy as exc:
         if exc.holder == spec.job_id:
-            return _adopt_running(spec, config, lock, grace_seconds, poll_seconds, started)
+            return _adopt_running(spec, config, lock, grace_seconds, poll_seconds, started,
+                                  ask_gate)
         return _failure(
             spec_data, config, "validate",
             f"slot {spec.slot} on party {config.node_id} is busy with job {exc.holder!r}; "
@@ -169,14 +173,14 @@ def run_job(
             f"(0..{config.slots - 1})", started)
     try:
         return _run_locked(spec, config, federation, lock, runner_command, grace_seconds,
-                           poll_seconds, started)
+                           poll_seconds, started, ask_gate)
     finally:
         lock.release()
 
 
 def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock: SlotLock,
                 runner_command: RunnerCommand, grace_seconds: float, poll_seconds: float,
-                started: float) -> dict[str, Any]:
+                started: float, ask_gate: GateAsker) -> dict[str, Any]:
     spec_dict = spec.to_dict()
     workdir = jobdir.workdir(config.job_dir, spec.job_id)
     if workdir.exists():
@@ -188,22 +192,61 @@ def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock:
         write_trust_bundle(spec, config, federation, workdir)
     log_path = workdir / LOG_NAME
     assert lock.fd is not None
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            list(runner_command(spec_path, workdir)),
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            cwd=workdir, env=child_environment(config),
-            start_new_session=True, pass_fds=(lock.fd,),
-        )
-    deadline = started + spec.deadline_seconds
-    timed_out = False
-    while proc.poll() is None:
-        if time.monotonic() >= deadline:
-            timed_out = True
-            kill_process_group(proc, grace_seconds)
-            break
-        time.sleep(poll_seconds)
+    try:
+        open_gate(spec, config, ask_gate)
+    except gate.GateError as exc:
+        # final, so that a redelivered task replays this answer
+        error = f"party {config.node_id}: {exc}"
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(f"sfnode.supervise: {error}\n")
+        write_json_atomic(workdir / RESULT_NAME,
+                          {"ok": False, "final": True, "phase": "start", "error": error})
+        return _failure(spec_dict, config, "start", error, started, workdir=str(workdir))
+    try:
+        with log_path.open("ab") as log:
+            proc = subprocess.Popen(
+                list(runner_command(spec_path, workdir)),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=workdir, env=child_environment(config),
+                start_new_session=True, pass_fds=(lock.fd,),
+            )
+        deadline = started + spec.deadline_seconds
+        timed_out = False
+        while proc.poll() is None:
+            if time.monotonic() >= deadline:
+                timed_out = True
+                kill_process_group(proc, grace_seconds)
+                break
+            time.sleep(poll_seconds)
+    finally:
+        close_gate(spec, config, ask_gate, log_path)
     return _answer(spec, config, workdir, started, timed_out, f"code {proc.returncode}")
+
+
+def gate_request(action: str, spec: JobSpec, config: NodeConfig) -> gate.GateRequest:
+    """This party's two ports of the job's slot, for the job's other parties."""
+    me = spec.party(config.node_id)
+    return gate.job_request(action, spec.job_id, (me.rayfed_port, me.spu_port),
+                            (p.ip for p in spec.peers(config.node_id)), spec.deadline_seconds)
+
+
+def open_gate(spec: JobSpec, config: NodeConfig, ask_gate: GateAsker) -> None:
+    """Before the runner opens its ports: they take only the job's peers (no gate: nothing
+    to do). GateError when the gate is configured but does not let them in."""
+    if config.port_gate is not None:
+        ask_gate(config.port_gate, gate_request("open", spec, config))
+
+
+def close_gate(spec: JobSpec, config: NodeConfig, ask_gate: GateAsker, log_path: Path) -> None:
+    """The job has ended: its ports go back to the federation's parties. A failure is
+    written to the job's log, not raised (the elements time out at the job's deadline)."""
+    if config.port_gate is None:
+        return
+    try:
+        ask_gate(config.port_gate, gate_request("close", spec, config))
+    except gate.GateError as exc:
+        with log_path.open("a", encoding="utf-8") as log:
+            log.write(f"sfnode.supervise: {exc}\n")
 
 
 def write_trust_bundle(spec: JobSpec, config: NodeConfig, federation: Federation,
@@ -216,7 +259,7 @@ def write_trust_bundle(spec: JobSpec, config: NodeConfig, federation: Federation
 
 
 def _adopt_running(spec: JobSpec, config: NodeConfig, lock: SlotLock, grace_seconds: float,
-                   poll_seconds: float, started: float) -> dict[str, Any]:
+                   poll_seconds: float, started: float, ask_gate: GateAsker) -> dict[str, Any]:
     """The job's own runner still holds its slot: the worker process that started it was
     lost and Celery redelivered the task. Wait for that runner (to the job's deadline,
     counted from when it began) and answer with its result, instead of "slot busy"."""
@@ -235,6 +278,7 @@ def _adopt_running(spec: JobSpec, config: NodeConfig, lock: SlotLock, grace_seco
             timed_out = True
             _kill_runner(status.get("pid"), spec.job_id, grace_seconds)
         time.sleep(poll_seconds)
+    close_gate(spec, config, ask_gate, workdir / LOG_NAME)
     try:
         return {**_answer(spec, config, workdir, started, timed_out, "an unknown code"),
                 "adopted": True}

@@ -218,3 +218,13 @@ def test_relative_tls_paths_are_named_with_every_other_problem(tmp_path: Path) -
     assert "TLS_CERT='tls/node.crt' is a relative path; expected an absolute path" in text
     assert "TLS_KEY='node.key' is a relative path; expected an absolute path" in text
     assert "NODE_IP='10.89.0'" in text
+
+
+def test_the_port_gate_is_off_unless_named_and_must_be_an_absolute_path(tmp_path: Path) -> None:
+    assert NodeConfig.from_mapping(env_for(tmp_path)).port_gate is None
+    on = NodeConfig.from_mapping(env_for(tmp_path, PORT_GATE="/run/secretflow-gate.sock"))
+    assert on.port_gate == Path("/run/secretflow-gate.sock")
+    assert NodeConfig.from_mapping(on.to_env()).port_gate == on.port_gate
+    with pytest.raises(ConfigError) as err:
+        NodeConfig.from_mapping(env_for(tmp_path, PORT_GATE="gate.sock"))
+    assert "PORT_GATE='gate.sock' is a relative path; expected an absolute path" in str(err.value)

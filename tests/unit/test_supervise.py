@@ -313,3 +313,58 @@ def test_without_tls_no_trust_bundle_is_written(config: NodeConfig,
     assert answer["ok"] is True, answer
     assert answer["result"] == {"bundle": None, "tls_cert": ""}
     assert not (config.job_dir / "ping-0001" / "peers.pem").exists()
+
+
+RECORDS_GATE = textwrap.dedent("""
+    import json, os, sys
+    workdir = sys.argv[2]
+    asked = json.load(open(os.environ["GATE_RECORD"]))
+    result = {"ok": True, "final": True, "phase": "done",
+              "result": {"gate_when_running": asked}}
+    json.dump(result, open(os.path.join(workdir, "result.json"), "w"))
+""")
+
+
+def test_the_jobs_ports_are_gated_to_its_peers_while_the_runner_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, federation: Federation) -> None:
+    from conftest import env_for
+    (tmp_path / "federation.json").write_text(json.dumps(federation.to_dict()))
+    for sub in ("data", "jobs"):
+        (tmp_path / sub).mkdir()
+    config = NodeConfig.from_mapping(env_for(tmp_path, PORT_GATE=str(tmp_path / "gate.sock")))
+    record = tmp_path / "gate.json"
+    monkeypatch.setenv("GATE_RECORD", str(record))
+    asked: list[dict[str, Any]] = []
+
+    def ask(path: Path, request: Any) -> dict[str, Any]:
+        asked.append({"path": str(path), **request.to_dict()})
+        record.write_text(json.dumps(asked))
+        return {"ok": True}
+
+    answer = run_job(full_spec(slot=3, parties=("carol", "alice", "bob")), config, federation=federation,
+                     runner_command=standin(RECORDS_GATE), poll_seconds=0.05, ask_gate=ask)
+    assert answer["ok"] is True, answer
+    opened = {"path": str(tmp_path / "gate.sock"), "action": "open", "job_id": "ping-0001",
+              "ports": [20003, 21003], "peers": ["10.89.0.3", "10.89.0.4"], "seconds": 60 + 120}
+    # the gate was open when the runner ran, and closed after it
+    assert answer["result"]["gate_when_running"] == [opened]
+    assert asked == [opened, {**opened, "action": "close"}]
+
+
+def test_a_job_whose_gate_does_not_open_never_starts(tmp_path: Path, federation: Federation) -> None:
+    from conftest import env_for
+    (tmp_path / "federation.json").write_text(json.dumps(federation.to_dict()))
+    for sub in ("data", "jobs"):
+        (tmp_path / sub).mkdir()
+    config = NodeConfig.from_mapping(env_for(tmp_path, PORT_GATE=str(tmp_path / "none.sock")))
+    answer = run_job(full_spec(), config, federation=federation,
+                     runner_command=standin(SUCCEEDS), poll_seconds=0.05)
+    assert answer["ok"] is False and answer["phase"] == "start", answer
+    assert answer["error"].startswith(f"party alice: the port gate at {tmp_path}/none.sock did not answer")
+    workdir = config.job_dir / "ping-0001"
+    # the stand-in would have written ok: true
+    assert json.loads((workdir / "result.json").read_text())["ok"] is False
+    assert "did not answer" in (workdir / "runner.log").read_text()
+    again = run_job(full_spec(), config, federation=federation, runner_command=standin(SUCCEEDS),
+                    poll_seconds=0.05)
+    assert again["replayed"] is True and again["error"] == answer["error"], again

@@ -168,8 +168,20 @@ def test_a_jobs_ports_take_only_tls_from_the_jobs_parties(three_parties, party_h
                 outcome = probe(carol, "tls", ip, port, *args)
                 assert not outcome["accepted"], (what, who, outcome)
         # in clear text, the rayfed port answers no gRPC/HTTP: an alert record or nothing
-        first = probe(carol, "plain", ip, rayfed_port())["first_bytes"]
+        first = probe(bob, "plain", ip, rayfed_port())["first_bytes"]
         assert first == "" or first.startswith("15"), first
+        # the port gate: while the job runs, its ports drop everyone but the job's peers, so
+        # carol cannot even open a connection (SPU's server would take clear text)
+        for port in (rayfed_port(), spu_port()):
+            outcome = probe(carol, "plain", ip, port)
+            assert outcome == {"connected": False, "error": "TimeoutError"}, (port, outcome)
+        # a reload of the firewall (site.yml adding a party) keeps a running job's gate
+        alice.run_expect([0], f"systemctl reload {FIREWALL_UNIT}")
+        assert not probe(carol, "plain", ip, spu_port())["connected"]
+        assert probe(bob, "tls", ip, spu_port(), CERT, KEY)["accepted"]
+    # the job is over: its ports are the federation's again (nothing listens: refused)
+    for port in (rayfed_port(), spu_port()):
+        assert probe(carol, "plain", ip, port) == {"connected": False, "error": "ConnectionRefusedError"}
 
 
 def test_nothing_answers_on_the_ray_heads_ports_from_another_host(three_parties, party_hosts):

@@ -5,6 +5,8 @@ system python3; prints one JSON object).
       sends an HTTP/2 client preface in clear text and reports the first
       bytes that come back: a TLS server answers with an alert record
       (0x15) or closes; a clear-text gRPC or brpc server answers with HTTP.
+      A connection that does not open is reported with its error
+      (ConnectionRefusedError: nothing listens; TimeoutError: dropped).
   tls_probe.py tls HOST PORT [CERT KEY]
       a TLS handshake (the server's certificate is not verified: the test
       compares it), with the client certificate CERT/KEY or with none, then
@@ -23,14 +25,19 @@ PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 
 def plain(host: str, port: int) -> dict:
-    with socket.create_connection((host, port), 5) as sock:
+    try:
+        sock = socket.create_connection((host, port), 5)
+    except OSError as exc:
+        # refused: the host answered that nothing listens; a timeout: a firewall dropped it
+        return {"connected": False, "error": type(exc).__name__}
+    with sock:
         sock.settimeout(5)
         sock.sendall(PREFACE + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")
         try:
             first = sock.recv(64)
         except (socket.timeout, ConnectionResetError) as exc:
-            return {"first_bytes": "", "error": type(exc).__name__}
-    return {"first_bytes": first.hex()}
+            return {"connected": True, "first_bytes": "", "error": type(exc).__name__}
+    return {"connected": True, "first_bytes": first.hex()}
 
 
 def tls(host: str, port: int, cert: str | None, key: str | None) -> dict:
