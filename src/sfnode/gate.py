@@ -191,10 +191,10 @@ def serve(conn: socket.socket, config: NodeConfig, table: str, allowed_uid: int,
           nft: NftRunner = run_nft) -> dict[str, Any]:
     """Answer one request on ``conn``; the answer is also returned (for the journal)."""
     try:
+        raw = _read_request(conn)  # first, so that the asker reads the answer, whatever it is
         uid = peer_uid(conn)
         if uid != allowed_uid:
             raise GateError(f"uid {uid} may not use the gate (only the worker's user)")
-        raw = _read_request(conn)
         try:
             data = json.loads(raw)
         except ValueError as exc:
