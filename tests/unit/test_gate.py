@@ -176,3 +176,23 @@ def test_only_the_workers_user_may_ask_and_a_refusal_is_named(tmp_path: Path, co
 def test_a_gate_that_is_not_there_is_named(tmp_path: Path) -> None:
     with pytest.raises(GateError, match=f"the port gate at {tmp_path}/none.sock did not answer"):
         gate.ask(tmp_path / "none.sock", gate.job_request("open", "j", (20009,), [], 60))
+
+
+def test_the_helper_answers_the_connection_systemd_hands_it(
+        tmp_path: Path, config: NodeConfig, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """python -m sfnode.gate with the accepted connection as standard input (Accept=yes)."""
+    import pwd
+
+    env_file = tmp_path / "node.env"
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in config.to_env().items()))
+    monkeypatch.setattr(gate, "apply", lambda table, request, nft: 4)  # nft itself: FakeNft's tests
+    ours, theirs = socket.socketpair()
+    with ours, theirs:
+        ours.sendall(json.dumps(request()).encode() + b"\n")
+        code = gate.main(["--env-file", str(env_file), "--table", "secretflow",
+                          "--user", pwd.getpwuid(os.getuid()).pw_name], stdin=theirs.makefile("rb"))
+        answer = json.loads(ours.recv(4096))
+    assert code == 0 and answer["ok"] is True and answer["opened"] == 4, answer
+    assert '"job_id": "psi-1"' in capsys.readouterr().err  # one line in the journal
+    assert gate.main(["--env-file", str(tmp_path / "none.env"), "--table", "t", "--user", "root"]) == 2
