@@ -4,6 +4,9 @@ See docs/interfaces.md. A job's slot ``k`` uses port ``start + k`` of each of
 a party's two ranges, so the slots of a job are bounded by the shortest range
 of any participant. A party's ``certificate`` (one PEM certificate, optional)
 is what its peers trust for mutual TLS; a party without one runs without TLS.
+A party whose certificate a CA of its organisation signed also has that CA's
+certificate (``ca_certificate``): its peers trust the CA for it, as the chain
+its certificate needs.
 """
 
 from __future__ import annotations
@@ -46,6 +49,13 @@ class Party:
     spu_ports: PortRange
     # Its PEM certificate, as the file has it; None: this party runs without TLS.
     certificate: str | None = None
+    # The certificate of the CA that signed it; None: the certificate is self-signed.
+    ca_certificate: str | None = None
+
+    @property
+    def trust_anchor(self) -> str | None:
+        """What a peer puts in its trust bundle for this party: its CA, else its certificate."""
+        return self.ca_certificate or self.certificate
 
     @property
     def tls(self) -> bool:
@@ -75,6 +85,8 @@ class Party:
         }
         if self.certificate is not None:  # a file without certificates stays as it was
             data["certificate"] = self.certificate
+        if self.ca_certificate is not None:
+            data["ca_certificate"] = self.ca_certificate
         return data
 
 
@@ -115,17 +127,19 @@ class Federation:
         return min(self.party(pid).slots for pid in party_ids)
 
     def trust_bundle(self, party_ids: Iterable[str]) -> str:
-        """The PEM certificates of these parties, one after another (a TLS CA bundle).
+        """The trust anchors of these parties (each one's CA certificate, else its own
+        certificate), one after another and each once: a TLS CA bundle.
 
         KeyError for a party not in the file, ValueError for one without a
         certificate: a job's parties all use TLS or none does (``validate_spec``).
         """
-        pems = []
+        pems: list[str] = []
         for pid in party_ids:
-            certificate = self.party(pid).certificate
-            if certificate is None:
+            anchor = self.party(pid).trust_anchor
+            if anchor is None:
                 raise ValueError(f"party {pid!r} has no certificate in the federation file")
-            pems.append(certificate.strip() + "\n")
+            if anchor.strip() + "\n" not in pems:
+                pems.append(anchor.strip() + "\n")
         return "".join(pems)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,9 +160,11 @@ def _shown_pem(text: str) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def _parse_certificate(where: str, value: Any, problems: Problems) -> str | None:
-    """One PEM certificate block (its shape only), or None: the party runs without TLS."""
-    field = f"{where}.certificate"
+def _parse_certificate(where: str, value: Any, problems: Problems,
+                       key: str = "certificate") -> str | None:
+    """One PEM certificate block (its shape only), or None: the party runs without TLS
+    (``ca_certificate``: its certificate is self-signed)."""
+    field = f"{where}.{key}"
     if value is None:
         return None
     if not isinstance(value, str):
@@ -195,8 +211,13 @@ def _parse_party(where: str, raw: Any, seen: set[str], problems: Problems) -> Pa
         problems.add(where, MISSING, f"rayfed_ports {rayfed} overlaps spu_ports {spu}; "
                      "expected disjoint ranges", "disjoint ranges")
     certificate = _parse_certificate(where, raw.get("certificate"), problems)
+    ca_certificate = _parse_certificate(where, raw.get("ca_certificate"), problems, "ca_certificate")
+    if ca_certificate is not None and raw.get("certificate") is None:
+        problems.add(f"{where}.ca_certificate", _shown_pem(ca_certificate), "is set but the party "
+                     "has no certificate; expected both (a CA-signed party) or neither",
+                     "no ca_certificate without a certificate")
     if pid and ip and rayfed and spu:
-        return Party(pid, ip, rayfed, spu, certificate)
+        return Party(pid, ip, rayfed, spu, certificate, ca_certificate)
     return None
 
 

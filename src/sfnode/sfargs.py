@@ -32,7 +32,8 @@ SERIALIZING_ALLOWED: dict[str, list[str]] = {
     "numpy.core.multiarray": ["_reconstruct", "scalar"],
     "secretflow.device.device.spu": ["SPUIOInfo", "SPUValueMeta"],
 }
-# SPU's TLS: the peer's certificate is self-signed, so a chain of one.
+# SPU's TLS: a peer's certificate is self-signed (its own anchor) or signed by its
+# organisation's root CA (the anchor): depth 1 lets OpenSSL build either chain.
 SPU_TLS_VERIFY_DEPTH = 1
 
 

@@ -146,3 +146,100 @@ def test_a_card_clashing_with_a_host_is_named_and_a_failed_host_is_left_out(tmp_
 def test_an_expired_certificate_is_named(days: int, expired: bool) -> None:
     problems = cards_filters.certificate_problems(certificate("bob", "192.0.2.11", days=days), "192.0.2.11")
     assert any("expired" in p for p in problems) is expired
+
+
+# An organisation's CA, and certificates it signs (the CA flow: node_tls_ca_certificate).
+def make_ca(name: str = "Org CA", *, days: int = 3650, is_ca: bool = True) -> tuple[Any, str]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=400 if days < 0 else 0, hours=1))
+            .not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                         data_encipherment=False, key_agreement=False, key_cert_sign=is_ca,
+                                         crl_sign=is_ca, encipher_only=False, decipher_only=False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return key, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def signed(ca: tuple[Any, str], party: str, ip: str, *, public_key: Any = None, days: int = 90) -> str:
+    """A party certificate the CA signed, for ``public_key`` (default: a new key)."""
+    ca_key, ca_pem = ca
+    issuer = x509.load_pem_x509_certificate(ca_pem.encode()).subject
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, party)])).issuer_name(issuer)
+            .public_key(public_key or ec.generate_private_key(ec.SECP256R1()).public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1)).not_valid_after(now + datetime.timedelta(days=days))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_a_card_signed_by_its_ca_joins_and_the_federation_file_carries_the_ca(tmp_path: Path) -> None:
+    ca = make_ca()
+    good = {**card("bob", "192.0.2.11"), "certificate": signed(ca, "bob", "192.0.2.11"), "ca_certificate": ca[1]}
+    (tmp_path / "bob.yml").write_text(yaml.safe_dump(good))
+    [party] = cards_filters.party_cards([str(tmp_path / "bob.yml")])
+    assert party["problems"] == [] and party["ca_certificate"] == ca[1]
+    document = _filters("federation").federation_document(cards_filters.federation_parties([], [party]))
+    assert document["parties"][0]["ca_certificate"] == ca[1]
+    result = preflight_parties(tmp_path, {"alice": {**SECRET, "node_peer_cards": [str(tmp_path / "bob.yml")]}})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def test_a_cards_ca_must_have_signed_its_certificate_and_be_a_ca() -> None:
+    ca, other = make_ca(), make_ca("Someone else's CA")
+    ip = "192.0.2.11"
+    problems = cards_filters.certificate_problems(signed(other, "bob", ip), ip, ca=ca[1])
+    assert problems == ["certificate (CN=bob, issued by CN=Someone else's CA) is not signed by ca_certificate "
+                        "(CN=Org CA); expected the party's certificate that CA signed"]
+    not_ca = make_ca("Not a CA", is_ca=False)
+    problems = cards_filters.certificate_problems(signed(not_ca, "bob", ip), ip, ca=not_ca[1])
+    assert any("is not a CA certificate" in p for p in problems), problems
+    expired = make_ca("Old CA", days=-1)
+    assert any("ca_certificate (CN=Old CA) expired on" in p for p in
+               cards_filters.certificate_problems(signed(expired, "bob", ip), ip, ca=expired[1]))
+    # a self-signed party certificate is not a CA either
+    assert cards_filters.ca_certificate_problems(certificate("bob", ip))[0].startswith(
+        "ca_certificate (CN=bob) is not a CA certificate")
+
+
+def test_when_a_node_needs_a_new_certificate() -> None:
+    ip, ca = "192.0.2.11", make_ca()
+    state = cards_filters.tls_certificate_state
+    assert state("", ip, 30) == {"usable": False, "ca_signed": False, "due": "there is no certificate yet"}
+    own = certificate("bob", ip, days=90)
+    assert state(own, ip, 30) == {"usable": True, "ca_signed": False, "due": ""}
+    assert state(own, ip, 30, ca[1])["due"] == "the certificate is not signed by node_tls_ca_certificate"
+    by_ca = signed(ca, "bob", ip)
+    assert state(by_ca, ip, 30, ca[1]) == {"usable": True, "ca_signed": True, "due": ""}
+    assert state(by_ca, ip, 30)["due"] == "the certificate is not self-signed (node_tls_ca_certificate is not set)"
+    assert state(by_ca, ip, 100, ca[1])["due"].endswith("within 100 days")
+    moved = state(by_ca, "192.0.2.99", 30, ca[1])
+    assert moved == {"usable": False, "ca_signed": True,
+                     "due": "the certificate names 192.0.2.11, not 192.0.2.99"}
+
+
+def test_a_certificate_from_the_ca_is_installed_only_for_the_nodes_own_request() -> None:
+    from cryptography.x509 import CertificateSigningRequestBuilder
+
+    ip, ca = "192.0.2.11", make_ca()
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (CertificateSigningRequestBuilder()
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bob")]))
+           .sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode())
+    check = cards_filters.signed_certificate_problems
+    assert check(signed(ca, "bob", ip, public_key=key.public_key()), ip, ca[1], csr) == []
+    assert check(signed(ca, "bob", ip), ip, ca[1], csr) == [
+        "certificate is for another key than the node's current request (an older request?); expected the "
+        "certificate the CA signed for this request"]
+    wrong_ip = check(signed(ca, "bob", "192.0.2.12", public_key=key.public_key()), ip, ca[1], csr)
+    assert wrong_ip and "not the party's ip 192.0.2.11" in wrong_ip[0]

@@ -142,6 +142,35 @@ def test_the_trust_bundle_holds_the_named_parties_certificates(
         fed.trust_bundle(["bob", "carol"])
 
 
+def test_a_ca_signed_party_is_trusted_through_its_ca_once_per_bundle(
+        federation_data: dict[str, Any], certificates: dict[str, tuple[str, str]]) -> None:
+    # certificates[...] stand in for a CA's and its parties' certificates: the bundle
+    # carries the CA for bob and carol (once), alice's own certificate for alice
+    ca = certificates["alice"][0]
+    for entry in federation_data["parties"]:
+        entry["certificate"] = certificates[entry["id"]][0]
+    for entry in federation_data["parties"][1:]:
+        entry["ca_certificate"] = ca
+    fed = parse_federation(federation_data)
+    assert fed.party("bob").trust_anchor == ca and fed.party("alice").trust_anchor == certificates["alice"][0]
+    assert fed.trust_bundle(["bob", "carol"]) == ca
+    assert fed.to_dict()["parties"][1]["ca_certificate"] == ca
+    assert parse_federation(fed.to_dict()) == fed
+
+
+def test_a_ca_certificate_needs_a_certificate_beside_it(
+        federation_data: dict[str, Any], certificates: dict[str, tuple[str, str]]) -> None:
+    federation_data["parties"][1]["ca_certificate"] = certificates["alice"][0]
+    federation_data["parties"][2]["certificate"] = certificates["carol"][0]
+    federation_data["parties"][2]["ca_certificate"] = "not a certificate"
+    with pytest.raises(FederationError) as err:
+        parse_federation(federation_data)
+    text = str(err.value)
+    assert "is set but the party has no certificate; expected both (a CA-signed party) or neither" in text, text
+    assert "parties[1].ca_certificate: '-----BEGIN CERTIFICATE-----" in text, text
+    assert "parties[2].ca_certificate: 'not a certificate' is not a PEM certificate" in text, text
+
+
 def test_check_node_agrees_with_the_own_certificate(
         tmp_path: Path, federation_data: dict[str, Any],
         certificates: dict[str, tuple[str, str]]) -> None:

@@ -5,20 +5,31 @@ sends the card site.yml wrote to the other, adds the other's card to its
 inventory and runs site.yml again; then each submits its own side of a PSI
 and of a two-party spu_sum, which pass with TLS.
 
+erin's certificates are signed by erin's own CA (node_tls_ca_certificate),
+whose key only erin's CA owner holds: erin's first site.yml stops at its
+certificate request, the CA's owner signs it, and the next run installs it;
+dan trusts that CA for erin through erin's card. dan's are self-signed.
+
 The two hosts are containers of their own, started here as molecule.yml
 describes the scenario's hosts (image, network, options) and removed at the
 end; each organisation's inventory carries the scenario's group vars."""
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from conftest import Jobs, JobRun, unique_job_id
 from shared import CACHE, NODE, ROOT, playbook_env
@@ -36,6 +47,8 @@ class Organisation:
     party: str
     container: str
     home: Path  # the organisation's controller state: inventory, secrets, cards
+    settings: dict[str, Any] = field(default_factory=dict)  # its own group vars
+    ca: CertificateAuthority | None = None  # the organisation's CA, if it has one
 
     @property
     def inventory(self) -> Path:
@@ -54,7 +67,7 @@ class Organisation:
         group_vars = {**GROUP_VARS,
                       "ansible_connection": "containers.podman.podman",
                       "redis_password_dir": str(self.secrets),
-                      "node_peer_cards": [str(p) for p in peer_cards]}
+                      "node_peer_cards": [str(p) for p in peer_cards], **self.settings}
         self.inventory.write_text(yaml.safe_dump({NODE["node_federation_group"]: {
             "vars": group_vars, "hosts": {self.container: {"node_id": self.party}}}}))
 
@@ -66,18 +79,66 @@ def podman(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=300)
 
 
+def start_site(org: Organisation, run: str) -> tuple[subprocess.Popen, Path]:
+    """The organisation runs site.yml on its own inventory (output kept in its home as site-RUN.log)."""
+    log_path = org.home / f"site-{run}.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            ["ansible-playbook", "-i", str(org.inventory), "site.yml",
+             "-e", f"@{CACHE / 'python' / 'standin-vars.yml'}"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, env=playbook_env())
+    return proc, log_path
+
+
+def finish_site(started: tuple[subprocess.Popen, Path]) -> tuple[int, str]:
+    proc, log_path = started
+    return proc.wait(timeout=1800), log_path.read_text()
+
+
 def site_everywhere(orgs: dict[str, Organisation], run: str) -> dict[str, tuple[int, str]]:
     """Each organisation runs site.yml on its own inventory, at the same time: each
-    one's exit code and output (kept in its home as site-RUN.log)."""
-    logs = {pid: org.home / f"site-{run}.log" for pid, org in orgs.items()}
-    procs = {}
-    for pid, org in orgs.items():
-        with logs[pid].open("w") as log:
-            procs[pid] = subprocess.Popen(
-                ["ansible-playbook", "-i", str(org.inventory), "site.yml",
-                 "-e", f"@{CACHE / 'python' / 'standin-vars.yml'}"],
-                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, env=playbook_env())
-    return {pid: (proc.wait(timeout=1800), logs[pid].read_text()) for pid, proc in procs.items()}
+    one's exit code and output."""
+    started = {pid: start_site(org, run) for pid, org in orgs.items()}
+    return {pid: finish_site(s) for pid, s in started.items()}
+
+
+class CertificateAuthority:
+    """An organisation's root CA; its key stays with its owner (here: the test)."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        self.cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                     .public_key(self.key.public_key()).serial_number(x509.random_serial_number())
+                     .not_valid_before(now - datetime.timedelta(hours=1))
+                     .not_valid_after(now + datetime.timedelta(days=3650))
+                     .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+                     .add_extension(x509.KeyUsage(digital_signature=False, content_commitment=False,
+                                                  key_encipherment=False, data_encipherment=False,
+                                                  key_agreement=False, key_cert_sign=True, crl_sign=True,
+                                                  encipher_only=False, decipher_only=False), critical=True)
+                     .sign(self.key, hashes.SHA256()))
+        directory.mkdir(parents=True)
+        self.path = directory / "ca.crt"  # what the inventory names: the certificate only
+        self.path.write_bytes(self.pem.encode())
+
+    @property
+    def pem(self) -> str:
+        return self.cert.public_bytes(serialization.Encoding.PEM).decode()
+
+    def sign(self, request: Path, out: Path, days: int = 90) -> None:
+        """What the CA's owner does with a node's request: a certificate with the request's
+        subject, key and extensions (as openssl x509 -req -copy_extensions copy)."""
+        csr = x509.load_pem_x509_csr(request.read_bytes())
+        now = datetime.datetime.now(datetime.timezone.utc)
+        builder = (x509.CertificateBuilder().subject_name(csr.subject).issuer_name(self.cert.subject)
+                   .public_key(csr.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=days)))
+        for extension in csr.extensions:
+            builder = builder.add_extension(extension.value, extension.critical)
+        out.write_bytes(builder.sign(self.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
 
 
 def recap_hosts(output: str) -> set[str]:
@@ -103,10 +164,27 @@ def organisations(tmp_path_factory, request):
                      PLATFORM["image"], PLATFORM["command"])
         assert run.returncode == 0, run.stderr
 
+    # erin's certificates come from erin's CA
+    erin = orgs["erin"]
+    erin.ca = CertificateAuthority(erin.home / "ca", "erin's CA")
+    erin.settings["node_tls_ca_certificate"] = str(erin.ca.path)
+
     # 1. each on its own: no peer yet; site.yml writes the organisation's card
     for org in orgs.values():
         org.write_inventory([])
-    for pid, (rc, out) in site_everywhere(orgs, "alone").items():
+    dan_run = start_site(orgs["dan"], "alone")
+    # erin has no certificate yet: the run stops at erin's request, naming it
+    rc, out = finish_site(start_site(erin, "request"))
+    request, signed = erin.home / "tls-requests" / "erin.csr", erin.home / "tls-requests" / "erin.crt"
+    flat = " ".join(out.split())
+    assert rc != 0 and "party erin: its certificate must be signed by the CA of node_tls_ca_certificate" in flat, \
+        out[-5000:]
+    assert f"The certificate request is {request}" in flat and f"put the certificate at {signed}" in flat, out[-3000:]
+    assert recap_hosts(out) == {erin.container}, out[-2000:]
+    # erin's CA owner signs it; erin runs site.yml again, which installs it
+    erin.ca.sign(request, signed)  # (erin.ca set above)
+    runs = {"dan": finish_site(dan_run), "erin": finish_site(start_site(erin, "alone"))}
+    for pid, (rc, out) in runs.items():
         assert rc == 0, (pid, out[-5000:])
         assert recap_hosts(out) == {orgs[pid].container}, (pid, out[-2000:])
         assert orgs[pid].card.exists(), pid
@@ -152,7 +230,21 @@ def test_each_organisation_provisions_only_its_own_node_and_keeps_its_own_secret
                              capture_output=True, text=True, check=True).stdout
         by_id = {p["id"]: p for p in json.loads(out)["parties"]}
         assert sorted(by_id) == sorted(organisations), by_id
-        assert by_id[other.party]["certificate"] == yaml.safe_load(other.card.read_text())["certificate"]
+        other_card = yaml.safe_load(other.card.read_text())
+        assert by_id[other.party]["certificate"] == other_card["certificate"]
+        # erin's card names erin's CA, which dan's node trusts for erin; dan's is self-signed
+        assert by_id[other.party].get("ca_certificate") == other_card["ca_certificate"]
+    erin, dan = organisations["erin"], organisations["dan"]
+    assert yaml.safe_load(dan.card.read_text())["ca_certificate"] is None
+    erin_card = yaml.safe_load(erin.card.read_text())
+    assert erin.ca is not None and erin_card["ca_certificate"].strip() == erin.ca.pem.strip()
+    installed = x509.load_pem_x509_certificate(erin_card["certificate"].encode())
+    installed.verify_directly_issued_by(erin.ca.cert)
+    # the key of the installed certificate is the node's: the request's key took its place
+    assert installed == x509.load_pem_x509_certificate((erin.home / "tls-requests" / "erin.crt").read_bytes())
+    node_tls = f"{NODE['node_config_dir']}/tls"
+    listing = podman("exec", erin.container, "ls", node_tls).stdout.split()
+    assert sorted(listing) == ["node.crt", "node.key"], listing
 
 
 def test_a_psi_between_two_organisations_each_submitting_its_own_side(organisations):

@@ -66,11 +66,12 @@ def port_slots(rayfed: Any, spu: Any) -> int:
 def federation_document(parties: Any) -> dict[str, Any]:
     """The federation file: every party's id, address and two ranges
     (rayfed_ports, spu_ports: [start, end]), and its TLS certificate when it
-    has one, by id."""
+    has one (with the certificate of the CA that signed it, if one did), by id."""
     return {"version": FEDERATION_VERSION, "parties": sorted(
         ({"id": p["id"], "ip": p["ip"],
           **{name.removeprefix("node_"): [int(p[name]["start"]), int(p[name]["end"])] for name in RANGES},
-          **({"certificate": p["certificate"]} if p.get("certificate") else {})}
+          **({"certificate": p["certificate"]} if p.get("certificate") else {}),
+          **({"ca_certificate": p["ca_certificate"]} if p.get("certificate") and p.get("ca_certificate") else {})}
          for p in parties), key=lambda p: p["id"])}
 
 
