@@ -98,6 +98,13 @@ CASES = {
     "firewall table name nft cannot take": ({"firewall_table": "secret-flow"},
                                             ["party alice", "firewall_table is 'secret-flow'",
                                              "a letter, then up to 31 letters, digits or '_'"]),
+    "CA certificate that is not a file": ({"node_tls_ca_certificate": "/nonexistent/ca.crt"},
+                                         ["party alice", "node_tls_ca_certificate is '/nonexistent/ca.crt', which is "
+                                          "not a file on the controller", "or empty for a self-signed one"]),
+    "CA certificate on a node without TLS": ({"node_tls_ca_certificate": "/nonexistent/ca.crt",
+                                              "node_tls_enabled": False},
+                                             ["party alice", "node_tls_ca_certificate is set but node_tls_enabled is "
+                                              "false"]),
     "default deadline above the node's maximum": ({"node_job_deadline_seconds": 7200},
                                                   ["party alice", "node_job_deadline_seconds is 7200",
                                                    "node_job_max_deadline_seconds 3600", "at most the maximum"]),
