@@ -74,11 +74,50 @@ def listening(host, port: int) -> bool:
     return f":{port} " in host.check_output(f"ss -ltnH 'sport = :{port}'") + " "
 
 
+# What the first bytes of a TCP payload are, as nft matches them (@ih: the payload):
+# a TLS handshake record (0x16 0x03), or the clear-text start of gRPC (an HTTP/2
+# preface, "PRI ") or of brpc ("PRPC").
+WIRE = {"tls": "@ih,0,16 0x1603", "http2": "@ih,0,32 0x50524920", "brpc": "@ih,0,32 0x50525043"}
+TABLE = FIREWALL["firewall_table"]
+
+
+def rules(host) -> list[dict]:
+    listing = json.loads(host.check_output(f"nft -j list chain inet {TABLE} input"))
+    return [item["rule"] for item in listing["nftables"] if "rule" in item]
+
+
+def delete_rule(host, comment: str) -> None:
+    for rule in rules(host):
+        if rule.get("comment") == comment:
+            host.run_expect([0], f"nft delete rule inet {TABLE} input handle {rule['handle']}")
+
+
+def wire_counters(host, source: str, ports: dict[str, int]) -> None:
+    """Counters of the packets from ``source`` to each of ``ports`` by how their payload starts."""
+    for what, port in ports.items():
+        for name, match in WIRE.items():
+            host.run_expect([0], f"nft insert rule inet {TABLE} input ip saddr {source} tcp dport {port} {match} "
+                                 f"counter comment wire-{what}-{name}")
+
+
+def wire_counts(host) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for rule in rules(host):
+        comment = rule.get("comment", "")
+        if comment.startswith("wire-"):
+            _, what, name = comment.split("-")
+            packets = next(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
+            counts.setdefault(what, {})[name] = packets
+    return counts
+
+
 @contextmanager
-def held_job(jobs: Jobs, party_hosts, slot: int = SLOT) -> Iterator[None]:
+def held_job(jobs: Jobs, party_hosts, slot: int = SLOT, wire: dict | None = None) -> Iterator[None]:
+    """``wire``: filled with what the payloads from alice to bob's two ports of the job began with."""
     alice, bob = party_hosts["alice"], party_hosts["bob"]
-    table = FIREWALL["firewall_table"]
-    bob.run_expect([0], f"nft insert rule inet {table} input ip saddr {node_ip(alice)} tcp dport {spu_port(slot)} "
+    if wire is not None:
+        wire_counters(bob, node_ip(alice), {"rayfed": rayfed_port(slot), "spu": spu_port(slot)})
+    bob.run_expect([0], f"nft insert rule inet {TABLE} input ip saddr {node_ip(alice)} tcp dport {spu_port(slot)} "
                         "drop comment held-by-test")
     proc = jobs.start({"job_id": unique_job_id("held"), "kind": "spu_sum", "parties": ["alice", "bob"],
                        "slot": slot, "params": {"values": {"alice": 3, "bob": 4}}})
@@ -87,8 +126,11 @@ def held_job(jobs: Jobs, party_hosts, slot: int = SLOT) -> Iterator[None]:
                  240, "both parties' rayfed and SPU ports of the held job listening", step=2)
         yield
     finally:
-        bob.run_expect([0], f"systemctl reload {FIREWALL_UNIT}")
+        delete_rule(bob, "held-by-test")
         run = jobs.finish(proc)
+        if wire is not None:
+            wire.update(wire_counts(bob))
+        bob.run_expect([0], f"systemctl reload {FIREWALL_UNIT}")  # the test's rules gone
     assert run.rc == 0, run
     assert {pid: r["result"]["sum"] for pid, r in run.results.items()} == {"alice": 7, "bob": 7}, run
 
@@ -153,7 +195,8 @@ def test_a_rotated_key_is_taken_by_the_peers_and_the_old_one_is_refused(three_pa
 def test_a_jobs_ports_take_only_tls_from_the_jobs_parties(three_parties, party_hosts, probes):
     alice, bob, carol = (party_hosts[p] for p in ("alice", "bob", "carol"))
     alice_cert = alice.file(CERT).content_string.strip()
-    with held_job(three_parties, party_hosts):
+    wire: dict = {}
+    with held_job(three_parties, party_hosts, wire=wire):
         ip = node_ip(alice)
         for what, port in (("rayfed", rayfed_port()), ("SPU", spu_port())):
             # the job's own peer gets in, and sees alice's certificate: TLS on this port
@@ -179,6 +222,10 @@ def test_a_jobs_ports_take_only_tls_from_the_jobs_parties(three_parties, party_h
         alice.run_expect([0], f"systemctl reload {FIREWALL_UNIT}")
         assert not probe(carol, "plain", ip, spu_port())["connected"]
         assert probe(bob, "tls", ip, spu_port(), CERT, KEY)["accepted"]
+    # on the wire, the job's traffic from alice to bob on both ports began as TLS handshakes,
+    # never as clear-text gRPC or brpc
+    for what in ("rayfed", "spu"):
+        assert wire[what]["tls"] >= 1 and wire[what]["http2"] == 0 and wire[what]["brpc"] == 0, wire
     # the job is over: its ports are the federation's again (nothing listens: refused)
     for port in (rayfed_port(), spu_port()):
         assert probe(carol, "plain", ip, port) == {"connected": False, "error": "ConnectionRefusedError"}
