@@ -23,3 +23,13 @@ def test_the_table_declares_the_sets_the_gate_fills_and_its_rules_read_them() ->
     assert order == sorted(order)
     # a reload never deletes the table (that would drop the elements of running jobs)
     assert "delete table" not in text
+
+
+def test_a_tls_node_drops_a_connection_whose_first_data_is_not_a_tls_record() -> None:
+    text = TEMPLATE.read_text()
+    chain = text[text.rindex("chain input"):]
+    tls = chain.index("@ih,0,16 0x1603 ct mark set")
+    drop = chain.index('@ih,0,16 != 0x1603 counter drop comment "clear text to a TLS port"')
+    # before the rule that accepts every packet of an established connection
+    assert tls < drop < chain.index("ct state established,related accept")
+    assert "{% if node_tls_enabled | bool %}" in chain[:tls]

@@ -111,6 +111,12 @@ def wire_counts(host) -> dict[str, dict[str, int]]:
     return counts
 
 
+def clear_text_drops(host) -> int:
+    """Packets the firewall dropped because a connection to a TLS port began in clear text."""
+    return sum(next(e["counter"]["packets"] for e in rule["expr"] if "counter" in e)
+               for rule in rules(host) if rule.get("comment") == "clear text to a TLS port")
+
+
 @contextmanager
 def held_job(jobs: Jobs, party_hosts, slot: int = SLOT, wire: dict | None = None) -> Iterator[None]:
     """``wire``: filled with what the payloads from alice to bob's two ports of the job began with."""
@@ -210,9 +216,13 @@ def test_a_jobs_ports_take_only_tls_from_the_jobs_parties(three_parties, party_h
                               ("no certificate", ())):
                 outcome = probe(carol, "tls", ip, port, *args)
                 assert not outcome["accepted"], (what, who, outcome)
-        # in clear text, the rayfed port answers no gRPC/HTTP: an alert record or nothing
-        first = probe(bob, "plain", ip, rayfed_port())["first_bytes"]
-        assert first == "" or first.startswith("15"), first
+        # in clear text, neither port answers, even the job's own peer: the firewall drops a
+        # connection whose first data is not a TLS record (SPU's server would take clear text)
+        dropped = clear_text_drops(alice)
+        for port in (rayfed_port(), spu_port()):
+            outcome = probe(bob, "plain", ip, port)
+            assert outcome["connected"] and outcome["first_bytes"] == "", (port, outcome)
+        assert clear_text_drops(alice) > dropped
         # the port gate: while the job runs, its ports drop everyone but the job's peers, so
         # carol cannot even open a connection (SPU's server would take clear text)
         for port in (rayfed_port(), spu_port()):
