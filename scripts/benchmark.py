@@ -29,6 +29,7 @@ federation cannot be reached. See docs/benchmark.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -40,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -67,6 +68,11 @@ FEDERATION_FILE = f"{NODE_DEFAULTS['node_config_dir']}/federation.json"
 VENV_PYTHON = f"{NODE_DEFAULTS['node_install_dir']}/venv/bin/python"
 NODE_USER, RAY_USER = NODE_DEFAULTS["node_user"], NODE_DEFAULTS["node_ray_user"]
 NODE_HOME = NODE_DEFAULTS["node_data_dir"]
+FIREWALL_TABLE = yaml.safe_load((ROOT / "roles" / "firewall" / "defaults" / "main.yml").read_text())[
+    "firewall_table"]
+# The comment of the rule that lets the bare no-tls runs' clear text through the firewall
+# (which takes only TLS on the party ports of a TLS node) for as long as they run.
+CLEAR_TEXT_RULE = "benchmark: bare no-tls runs"
 SPEC_DIR = "/tmp/sff-bench"  # inside the containers: the platform runs' spec files
 # inside the containers: the bare runs' outputs, where the Ray head's actors may write
 BARE_DIR = f"{NODE_HOME}/jobs/bench-by-hand"
@@ -423,6 +429,27 @@ def run_bare(fed: Bench, kind: str, label: str, job_name: str, rep: int, keys: i
     return Run(measurement, rep, job_name, wall, parties)
 
 
+@contextlib.contextmanager
+def clear_text_allowed(fed: Bench) -> Iterator[None]:
+    """The bare slot's two ports take clear text on both parties (a rule of the firewall's
+    table, first in its input chain), then the rule is removed again."""
+    for party in PARTIES:
+        ports = ", ".join(str(p) for p in fed.federation.party(party).ports(fed.bare_slot))
+        exec_root(Bench.container(party), ["nft", "insert", "rule", "inet", FIREWALL_TABLE, "input", "tcp",
+                                           "dport", f"{{ {ports} }}", "accept", "comment", f'"{CLEAR_TEXT_RULE}"'])
+    try:
+        yield
+    finally:
+        for party in PARTIES:
+            listing = json.loads(exec_root(Bench.container(party),
+                                           ["nft", "-j", "list", "chain", "inet", FIREWALL_TABLE, "input"]))
+            for item in listing["nftables"]:
+                rule = item.get("rule") or {}
+                if rule.get("comment") == CLEAR_TEXT_RULE:
+                    exec_root(Bench.container(party), ["nft", "delete", "rule", "inet", FIREWALL_TABLE,
+                                                       "input", "handle", str(rule["handle"])])
+
+
 def log_run(run: Run) -> None:
     each = ", ".join(f"{p} {info['seconds']:.1f}" for p, info in run.parties.items())
     print(f"  {run.measurement:<19} #{run.rep}  {run.seconds:7.2f} s  ({each})  {run.job_id}",
@@ -605,8 +632,9 @@ def run_all(fed: Bench, args: argparse.Namespace, runs: list[Run]) -> None:
             record(run_bare(fed, kind, label, f"bench-{stamp}-{short}-bare{rep}", rep,
                             args.keys))
             if no_tls:
-                record(run_bare(fed, kind, label, f"bench-{stamp}-{short}-notls{rep}", rep,
-                                args.keys, tls=False))
+                with clear_text_allowed(fed):
+                    record(run_bare(fed, kind, label, f"bench-{stamp}-{short}-notls{rep}", rep,
+                                    args.keys, tls=False))
 
 
 def positive_even(text: str) -> int:

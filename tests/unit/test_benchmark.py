@@ -191,11 +191,24 @@ def test_runs_interleave_within_each_repetition(
         certificates: dict[str, tuple[str, str]], monkeypatch: pytest.MonkeyPatch,
         tls: bool, skip: bool, expect_no_tls: bool) -> None:
     fed = bench_of(tmp_path, federation_data, certificates, tls=tls)
+    events: list[str] = []
+
+    def nft(container: str, command: list[str], input_text: str | None = None) -> str:
+        # the firewall rule that lets the no-tls runs' clear text through: inserted, listed, deleted
+        events.append(f"{container} nft {command[1] if command[1] != '-j' else 'list'}")
+        if command[1] == "insert":
+            assert "{ 20031, 21031 }" in " ".join(command) and bm.CLEAR_TEXT_RULE in command[-1], command
+        return json.dumps({"nftables": [{"rule": {"comment": bm.CLEAR_TEXT_RULE, "handle": 7}}]})
+
+    def bare(fed: Any, kind: str, label: str, job_id: str, rep: int, keys: int, tls: bool = True) -> Any:
+        events.append("bare" if tls else "bare no-tls")
+        return fake_run(label, "bare" if tls else "bare no-tls", rep)
+
     monkeypatch.setattr(bm, "upload_psi_inputs", lambda fed, keys: None)
     monkeypatch.setattr(bm, "run_platform", lambda fed, kind, label, job_id, rep, keys:
                         fake_run(label, "platform", rep))
-    monkeypatch.setattr(bm, "run_bare", lambda fed, kind, label, job_id, rep, keys, tls=True:
-                        fake_run(label, "bare" if tls else "bare no-tls", rep))
+    monkeypatch.setattr(bm, "run_bare", bare)
+    monkeypatch.setattr(bm, "exec_root", nft)
     runs: list[Any] = []
     args = argparse.Namespace(keys=10, repeat=2, skip_psi=False, skip_no_tls=skip)
     bm.run_all(fed, args, runs)
@@ -203,6 +216,11 @@ def test_runs_interleave_within_each_repetition(
     one_rep = [f"{label} {m}" for label in ("trivial", "psi") for m in each]
     assert [r.measurement for r in runs] == one_rep * 2
     assert [r.rep for r in runs] == [1] * len(one_rep) + [2] * len(one_rep)
+    around = ["sff-demo-alice nft insert", "sff-demo-bob nft insert", "bare no-tls",
+              "sff-demo-alice nft list", "sff-demo-alice nft delete",
+              "sff-demo-bob nft list", "sff-demo-bob nft delete"]
+    expected = ["bare"] + (around if expect_no_tls else [])
+    assert events == expected * 4
 
 
 def test_report_has_the_tls_ratios(capsys: pytest.CaptureFixture[str]) -> None:
