@@ -209,17 +209,22 @@ def serve(conn: socket.socket, config: NodeConfig, table: str, allowed_uid: int,
     return answer
 
 
-def _read_request(conn: socket.socket) -> bytes:
-    conn.settimeout(ASK_TIMEOUT_SECONDS)
+def _read_line(sock: socket.socket, what: str) -> bytes:
+    """One JSON line (either side of the protocol), at most REQUEST_LIMIT_BYTES long."""
     data = b""
     while not data.endswith(b"\n"):
-        chunk = conn.recv(4096)
+        chunk = sock.recv(4096)
         if not chunk:
             break
         data += chunk
         if len(data) > REQUEST_LIMIT_BYTES:
-            raise GateError(f"the request is longer than {REQUEST_LIMIT_BYTES} bytes")
+            raise GateError(f"the {what} is longer than {REQUEST_LIMIT_BYTES} bytes")
     return data
+
+
+def _read_request(conn: socket.socket) -> bytes:
+    conn.settimeout(ASK_TIMEOUT_SECONDS)
+    return _read_line(conn, "request")
 
 
 def ask(socket_path: str | os.PathLike[str], request: GateRequest,
@@ -230,12 +235,7 @@ def ask(socket_path: str | os.PathLike[str], request: GateRequest,
             sock.settimeout(timeout)
             sock.connect(os.fspath(socket_path))
             sock.sendall(json.dumps(request.to_dict()).encode() + b"\n")
-            reply = b""
-            while not reply.endswith(b"\n"):
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                reply += chunk
+            reply = _read_line(sock, "answer")
     except OSError as exc:
         raise GateError(f"the port gate at {os.fspath(socket_path)} did not answer: "
                         f"{exc.strerror or exc}") from None

@@ -54,6 +54,25 @@ def _subject(cert: Any) -> str:
     return cert.subject.rfc4514_string() or "an empty subject"
 
 
+def _addresses(cert: Any) -> list[str]:
+    """The IP addresses a certificate names (subjectAltName)."""
+    from cryptography import x509
+
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return []
+    return [str(a) for a in names.get_values_for_type(x509.IPAddress)]
+
+
+def _address(ip: Any) -> str:
+    """``ip`` as a certificate names it (normalised), or as given when it is no address."""
+    try:
+        return str(ipaddress.ip_address(str(ip)))
+    except ValueError:
+        return str(ip)
+
+
 def _issued_by(cert: Any, ca: Any) -> bool:
     try:
         cert.verify_directly_issued_by(ca)
@@ -120,15 +139,7 @@ def certificate_problems(pem: Any, ip: Any, now: datetime.datetime | None = None
     if cert.not_valid_before_utc > now + datetime.timedelta(hours=1):
         problems.append(f"certificate is valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; expected "
                         "one valid now")
-    try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        addresses = [str(a) for a in names.get_values_for_type(x509.IPAddress)]
-    except x509.ExtensionNotFound:
-        addresses = []
-    try:
-        wanted = str(ipaddress.ip_address(str(ip)))
-    except ValueError:
-        wanted = str(ip)
+    addresses, wanted = _addresses(cert), _address(ip)
     if wanted not in addresses:
         shown = ", ".join(addresses) or "no IP address"
         problems.append(f"certificate names {shown} (subjectAltName), not the party's ip {wanted}; expected a "
@@ -168,17 +179,7 @@ def tls_certificate_state(pem: Any, ip: Any, renew_days: Any, ca: Any = None,
     if cert is None:
         return {"usable": False, "ca_signed": False, "due": problem}
     now = now or _now()
-    from cryptography import x509
-
-    try:
-        addresses = [str(a) for a in cert.extensions.get_extension_for_class(
-            x509.SubjectAlternativeName).value.get_values_for_type(x509.IPAddress)]
-    except x509.ExtensionNotFound:
-        addresses = []
-    try:
-        wanted = str(ipaddress.ip_address(str(ip)))
-    except ValueError:
-        wanted = str(ip)
+    addresses, wanted = _addresses(cert), _address(ip)
     ends = cert.not_valid_after_utc
     usable = ends > now and wanted in addresses
     ca_cert = _load(ca)[0] if ca else None
