@@ -61,7 +61,8 @@ def start_stamps(host, units: tuple[str, ...] = UNITS) -> dict[str, str]:
 
 
 def playbook_env(**more: str) -> dict[str, str]:
-    return {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"), "ANSIBLE_NOCOLOR": "1",
+    return {**os.environ, "ANSIBLE_ROLES_PATH": str(ROOT / "roles"),
+            "ANSIBLE_CONNECTION_PLUGINS": str(ROOT / "plugins" / "connection"), "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_FORCE_COLOR": "0", **more}
 
 
