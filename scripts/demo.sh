@@ -32,7 +32,7 @@ inventory() {
 # $p's organisation: its own node only; the peer is known by its card.
 federation:
   vars:
-    ansible_connection: podman_pipelined
+    ansible_connection: podman_nsenter
     node_ip: "{{ ansible_facts['default_ipv4']['address'] }}"
     redis_password_dir: "{{ inventory_dir }}/secrets"
     node_peer_cards: [$cards]

@@ -13,7 +13,9 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from shared import CACHE, run_playbook  # noqa: E402
+from shared import CACHE, container_host, run_playbook  # noqa: E402
+
+NODE_HOST = yaml.safe_load((Path(__file__).resolve().parents[1] / "molecule.yml").read_text())["platforms"][0]["name"]
 
 
 def run_molecule_playbook(path: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
@@ -23,6 +25,13 @@ def run_molecule_playbook(path: str, *args: str, timeout: float = 900) -> subpro
 
 def run_site(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return run_molecule_playbook("site.yml", *args, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def host():
+    """The scenario's node, its commands entering the container with nsenter
+    (in place of testinfra's ansible backend, an ansible run per command)."""
+    return container_host(NODE_HOST)
 
 
 @pytest.fixture(scope="session")

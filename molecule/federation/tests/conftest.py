@@ -141,10 +141,7 @@ def three_parties(carol_joined) -> Jobs:
 
 @pytest.fixture(scope="session")
 def party_hosts():
-    import testinfra
-
-    # testinfra's podman backend: one podman exec per command
-    return {pid: testinfra.get_host(f"podman://{name}") for pid, name in PARTIES.items()}
+    return {pid: shared.container_host(name) for pid, name in PARTIES.items()}
 
 
 def start_stamps(hosts: dict) -> dict[str, dict[str, str]]:

@@ -65,7 +65,7 @@ class Organisation:
 
     def write_inventory(self, peer_cards: list[Path]) -> None:
         group_vars = {**GROUP_VARS,
-                      "ansible_connection": "podman_pipelined",
+                      "ansible_connection": "podman_nsenter",
                       "redis_password_dir": str(self.secrets),
                       "node_peer_cards": [str(p) for p in peer_cards], **self.settings}
         self.inventory.write_text(yaml.safe_dump({NODE["node_federation_group"]: {
