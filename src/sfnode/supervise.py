@@ -217,7 +217,9 @@ def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock:
                 timed_out = True
                 kill_process_group(proc, grace_seconds)
                 break
-            time.sleep(poll_seconds)
+            # wakes as soon as the runner exits, not at the next tick
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=poll_seconds)
     finally:
         close_gate(spec, config, ask_gate, log_path)
     return _answer(spec, config, workdir, started, timed_out, f"code {proc.returncode}")
