@@ -81,8 +81,10 @@ def test_ray_head_comes_back_after_kill_9(host, journal):
     wait_for(lambda: host.run(f"systemctl is-active {RAY_UNIT}").stdout.strip() == "active"
              and host.check_output(f"systemctl show -p MainPID --value {RAY_UNIT}") not in ("0", pid),
              30, lambda: "Ray head active again" + journal(RAY_UNIT))
-    # and it serves again: the GCS port answers on the node address
+    # and it serves again: the GCS port answers on the node address, and the raylet (which
+    # starts after the GCS) runs
     wait_for(lambda: host.socket(gcs).is_listening, 60, lambda: f"{gcs} listening" + journal(RAY_UNIT))
+    wait_for(lambda: host.run("pgrep -x raylet").rc == 0, 60, lambda: "raylet running" + journal(RAY_UNIT))
 
 
 def test_redis_listens_on_loopback_only(host):
@@ -130,7 +132,8 @@ def test_ray_gcs_on_node_ip_and_worker_ports_disjoint_from_party_ranges(host, jo
     for key in ("RAYFED_PORTS", "SPU_PORTS"):
         assert not ray_workers & set(_ranges(env[key])), f"{key} {env[key]} overlaps Ray worker ports {low}-{high}"
     # the raylet really uses that range (it is on its command line)
-    raylet = host.check_output("pgrep -a raylet || true")
+    raylet = wait_for(lambda: host.check_output("pgrep -a raylet || true"), 60,
+                      lambda: "raylet running" + journal(RAY_UNIT))
     assert f"--min_worker_port={low}" in raylet and f"--max_worker_port={high}" in raylet, raylet
 
 
