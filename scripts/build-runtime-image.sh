@@ -68,6 +68,8 @@ podman exec "$name" sh -c ': >/etc/machine-id; apt-get clean'
 podman stop -t 10 "$name" >/dev/null
 previous=$(podman image inspect -f '{{ .Id }}' "$image" 2>/dev/null || true)
 podman commit -q --change "LABEL recipe=$recipe" --change 'CMD ["/sbin/init"]' "$name" "$image" >/dev/null
-# The image of the previous recipe (about 9 GB) goes, unless a container still uses it.
+# The image of the previous recipe (about 9 GB) goes, unless a container still uses it;
+# so do earlier ones left untagged when a container used them then.
 [ -z "$previous" ] || podman rmi "$previous" >/dev/null 2>&1 || true
+podman image prune -f --filter label=recipe >/dev/null 2>&1 || true
 echo "build-runtime-image: $image built in $((SECONDS - t0)) s (recipe $recipe)"
