@@ -23,6 +23,7 @@ step fails (the output names it). See docs/benchmark.md.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -88,10 +89,9 @@ def standin() -> dict[str, Any]:
 
 
 def wheelhouse_name() -> str:
-    """The roles' name for the lock's wheelhouse (secretflow_runtime vars: cp310-<arch>-<lock id>)."""
-    import hashlib
+    """The roles' name for the lock's wheelhouse (secretflow_runtime vars: <lock name>-<lock id>)."""
     lock_id = hashlib.sha256(LOCK.read_text().rstrip("\n").encode()).hexdigest()[:12]
-    found = CACHE / "wheelhouse" / f"cp310-x86_64-{lock_id}"
+    found = CACHE / "wheelhouse" / f"{LOCK.stem}-{lock_id}"
     if not found.is_dir():
         raise StepFailed(f"no wheelhouse {found}: run ansible-playbook playbooks/wheelhouse.yml first")
     return found.name

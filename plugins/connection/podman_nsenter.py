@@ -53,6 +53,25 @@ ENVIRONMENT = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
                "TERM=xterm", "container=podman")
 
 
+# The two functions below are the whole door; the tests' hosts use them too
+# (container_host in molecule/shared.py).
+def container_pid(container: str, podman: str = "podman") -> tuple[int, str]:
+    """The PID (on this machine) of a running container's first process, and the container's ID.
+    Raises LookupError naming the container when it is not running."""
+    found = subprocess.run([podman, "container", "inspect", "--format", "{{.State.Pid}} {{.Id}}", container],
+                           capture_output=True, text=True, check=False)
+    fields = found.stdout.split()
+    if found.returncode != 0 or len(fields) != 2 or not fields[0].isdigit() or fields[0] == "0":
+        raise LookupError(f"container {container} is not running: {(found.stderr or found.stdout).strip()}")
+    return int(fields[0]), fields[1]
+
+
+def nsenter_command(pid: int, argv: list[str]) -> list[str]:
+    """argv run inside the namespaces and the root of process pid, with podman exec's environment."""
+    return ["nsenter", f"--target={pid}", "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd",
+            "/usr/bin/env", "-i", *ENVIRONMENT, *argv]
+
+
 class Connection(ConnectionBase):
     """Commands and files into a running podman container, through nsenter."""
 
@@ -66,21 +85,15 @@ class Connection(ConnectionBase):
     def _connect(self):
         super()._connect()
         if not self._connected:
-            container = self.get_option("remote_addr")
-            found = subprocess.run(
-                [self.get_option("podman_executable"), "container", "inspect", "--format", "{{.State.Pid}}",
-                 container], capture_output=True, text=True, check=False)
-            pid = found.stdout.strip()
-            if found.returncode != 0 or not pid.isdigit() or pid == "0":
-                raise AnsibleConnectionFailure(
-                    f"container {container} is not running: {(found.stderr or found.stdout).strip()}")
-            self._pid = int(pid)
+            try:
+                self._pid, _ = container_pid(self.get_option("remote_addr"), self.get_option("podman_executable"))
+            except LookupError as exc:
+                raise AnsibleConnectionFailure(str(exc)) from exc
             self._connected = True
         return self
 
     def _enter(self, argv: list[str], in_data: bytes | None = None) -> tuple[int, bytes, bytes]:
-        command = ["nsenter", f"--target={self._pid}", "--mount", "--uts", "--ipc", "--net", "--pid",
-                   "--root", "--wd", "/usr/bin/env", "-i", *ENVIRONMENT, *argv]
+        command = nsenter_command(self._pid, argv)
         display.vvv(f"NSENTER {command}", host=self.get_option("remote_addr"))
         run = subprocess.run([to_bytes(arg, errors="surrogate_or_strict") for arg in command],
                              input=in_data, stdin=None if in_data is not None else subprocess.DEVNULL,
