@@ -35,7 +35,6 @@ DOCUMENTATION = """
         default: inventory_hostname
         vars:
           - name: ansible_host
-          - name: inventory_hostname
           - name: ansible_podman_host
       podman_executable:
         description: The podman executable.
