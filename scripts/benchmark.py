@@ -81,7 +81,10 @@ PLATFORM_SLOT = 0
 SUM_VALUES = {"alice": 3, "bob": 4}
 PSI_RECEIVER = "alice"
 PSI_PROTOCOL = "PROTOCOL_RR22"
-TARGETS = {"trivial": 1.3, "psi": 1.15}  # platform/bare, upper bounds
+# platform/bare, upper bounds: the platform's standing node pays a job's setup in advance
+TARGETS = {"trivial": 0.45, "psi": 0.75}
+SECONDS_TARGETS = {"trivial platform": 8.0}  # median wall seconds, upper bounds
+OVERHEAD_TARGET = 0.3  # seconds: submit to runner plus result to submitter, less podman exec
 TLS_TARGETS = {"psi": 1.10}  # bare with TLS / bare without, upper bounds (trivial: none)
 NO_TLS = "no-tls"  # the bare runs with TLS off on both parties: "LABEL bare no-tls"
 MEASUREMENTS = ("trivial platform", "trivial bare", f"trivial bare {NO_TLS}",
@@ -158,6 +161,10 @@ class Finished:
     stdout: str
     stderr: str
     seconds: float
+    # epoch seconds (the containers share this machine's clock): when the command was started
+    # and when it returned, to set against the runner's own phase marks
+    started_at: float = 0.0
+    ended_at: float = 0.0
 
 
 # --- podman ------------------------------------------------------------------------------
@@ -310,7 +317,7 @@ def submit_command(party: str, spec_path: str) -> list[str]:
 
 def run_both(commands: dict[str, list[str]], timeout: float) -> tuple[float, dict[str, Finished]]:
     """Start every party's command at once; the wall time until the last one returns."""
-    start = time.monotonic()
+    start, started_at = time.monotonic(), time.time()
 
     def one(party: str) -> Finished:
         try:
@@ -321,7 +328,8 @@ def run_both(commands: dict[str, list[str]], timeout: float) -> tuple[float, dic
         except subprocess.TimeoutExpired as exc:
             code, out, err = None, _text(exc.stdout), _text(exc.stderr)
             err += f"\n(abandoned after {timeout:.0f} s)"
-        return Finished(party, code, out, err, round(time.monotonic() - start, 3))
+        return Finished(party, code, out, err, round(time.monotonic() - start, 3),
+                        started_at, time.time())
 
     with ThreadPoolExecutor(max_workers=len(commands)) as pool:
         finished = list(pool.map(one, commands))
@@ -373,8 +381,10 @@ def platform_answer(what: str, done: Finished, kind: str, keys: int) -> dict[str
     if kind == "psi":
         result = {"parties": result.get("parties", {})}
     check_value(what, done, result, kind, keys)
+    marks = answer.get("phases") or {}
     return {"seconds": done.seconds, "job_seconds": answer.get("seconds"),
-            "phase_seconds": platform_phases(answer.get("phases") or {})}
+            "phase_seconds": platform_phases(marks),
+            "overhead_seconds": platform_overhead(done, marks)}
 
 
 def bare_answer(what: str, done: Finished, kind: str, keys: int) -> dict[str, Any]:
@@ -395,6 +405,19 @@ def platform_phases(began: dict[str, float]) -> dict[str, float]:
             for name, nxt in pairwise(marks) if name in began and nxt in began}
 
 
+def platform_overhead(done: Finished, marks: dict[str, float]) -> dict[str, float]:
+    """The platform's own time around the runner: from starting ``podman exec ... sfnode
+    submit`` to the runner's first mark (CLI, broker, worker, validation, slot, gate, runner
+    start), and from the runner's last mark to the command's return (result file, supervisor,
+    result backend, CLI). Both include one ``podman exec`` (see ``exec_seconds``)."""
+    out: dict[str, float] = {}
+    if "import" in marks:
+        out["submit_to_runner"] = round(marks["import"] - done.started_at, 3)
+    if "done" in marks:
+        out["result_to_submitter"] = round(done.ended_at - marks["done"], 3)
+    return out
+
+
 def bare_phases(ended: dict[str, float]) -> dict[str, float]:
     """Seconds per phase from the bare script (seconds since its start when each phase ended)."""
     out, last = {}, 0.0
@@ -403,6 +426,96 @@ def bare_phases(ended: dict[str, float]) -> dict[str, float]:
             out[name] = round(ended[name] - last, 3)
             last = ended[name]
     return out
+
+
+# --- the node between jobs -------------------------------------------------------------------
+
+# Run inside a container: wait (up to argv[2] seconds) until argv[1] Ray workers are idle and
+# they and the standby runners together use at most a fifth of a CPU for a second (their
+# imports are done; idle workers use a few ticks a second); print the seconds waited.
+SETTLE_SCRIPT = """
+import os, sys, time
+want, limit = int(sys.argv[1]), float(sys.argv[2])
+def scan():
+    idle, ticks, standby = 0, 0, 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+            stat = open(f"/proc/{pid}/stat").read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        argv = cmd.split(b"\\0")
+        is_idle = cmd.startswith(b"ray::IDLE")
+        is_standby = b"sfnode.runner" in argv and b"--standby" in argv
+        if is_idle or is_standby:
+            idle += is_idle
+            standby += is_standby
+            ticks += int(stat[11]) + int(stat[12])
+    return idle, standby, ticks
+start = time.monotonic()
+last = None
+while time.monotonic() - start < limit:
+    now = scan()
+    if (last is not None and now[:2] == last[:2] and now[2] - last[2] <= 20
+            and now[0] >= want and (want == 0 or now[1] > 0)):
+        break
+    last = now
+    time.sleep(1.0)
+print(round(time.monotonic() - start, 1), *last)
+"""
+SETTLE_LIMIT_SECONDS = 90
+RAY_UNIT, WORKER_UNIT = "secretflow-ray.service", "secretflow-worker.service"
+# A drop-in that gives the Ray head Ray's own defaults: no preloaded modules, no warm pool.
+PLAIN_DROPIN = f"/etc/systemd/system/{RAY_UNIT}.d/zz-benchmark-plain.conf"
+PLAIN_DROPIN_TEXT = ("[Service]\nUnsetEnvironment=RAY_preload_python_modules "
+                     "RAY_num_workers_soft_limit RAY_worker_maximum_startup_concurrency\n")
+
+
+def settle(fed: Bench) -> dict[str, str]:
+    """Wait until each node is ready for its next job as between real jobs: its warm Ray
+    workers started and its standby runner waiting, all done importing."""
+    out = {}
+    for party in PARTIES:
+        want = fed.configs[party].ray_warm_workers
+        out[party] = exec_root(Bench.container(party), [
+            VENV_PYTHON, "-c", SETTLE_SCRIPT, str(want), str(SETTLE_LIMIT_SECONDS)]).strip()
+    return out
+
+
+@contextlib.contextmanager
+def plain_heads(fed: Bench) -> Iterator[None]:
+    """The by-hand runs' nodes: each Ray head as Ray starts it (no preloaded modules, no warm
+    workers) and the worker app stopped (it would top the pool up); all restored after."""
+    for party in PARTIES:
+        exec_root(Bench.container(party), ["sh", "-c", (
+            f"systemctl stop {WORKER_UNIT} && mkdir -p $(dirname {PLAIN_DROPIN}) && "
+            f"printf '{PLAIN_DROPIN_TEXT}' > {PLAIN_DROPIN} && systemctl daemon-reload && "
+            f"systemctl restart {RAY_UNIT}")])
+    try:
+        wait_for_heads(fed)
+        yield
+    finally:
+        for party in PARTIES:
+            exec_root(Bench.container(party), ["sh", "-c", (
+                f"rm -f {PLAIN_DROPIN} && systemctl daemon-reload && systemctl restart {RAY_UNIT} "
+                f"&& systemctl start {WORKER_UNIT}")])
+        wait_for_heads(fed)
+
+
+def wait_for_heads(fed: Bench, limit: float = 60.0) -> None:
+    """Until each Ray head's GCS takes connections again."""
+    for party in PARTIES:
+        config = fed.configs[party]
+        exec_root(Bench.container(party), [VENV_PYTHON, "-c", (
+            "import socket, sys, time\n"
+            f"end = time.monotonic() + {limit}\n"
+            "while True:\n"
+            "    try:\n"
+            f"        socket.create_connection(('{config.node_ip}', {config.ray_port}), 1).close(); break\n"
+            "    except OSError:\n"
+            "        if time.monotonic() > end: sys.exit('the Ray head did not come back')\n"
+            "        time.sleep(0.5)\n")])
+    time.sleep(3)  # the raylet registers after the GCS listens
 
 
 # --- one measurement ------------------------------------------------------------------------
@@ -560,14 +673,62 @@ def print_ratios(title: str, values: dict[str, float], targets: dict[str, float]
         print(f"{label:<22} {value:>6.3f}  {'<= ' + str(target):<8}  {verdict}")
 
 
+def phase_medians(runs: list[Run]) -> dict[str, dict[str, float]]:
+    """Per measurement, the median over runs and parties of each phase and overhead part."""
+    out: dict[str, dict[str, float]] = {}
+    for name in MEASUREMENTS:
+        parts: dict[str, list[float]] = {}
+        for run in (r for r in runs if r.measurement == name):
+            for party in run.parties.values():
+                for key in ("phase_seconds", "overhead_seconds"):
+                    for part, value in (party.get(key) or {}).items():
+                        parts.setdefault(part, []).append(value)
+        if parts:
+            out[name] = {part: round(statistics.median(v), 3) for part, v in parts.items()}
+    return out
+
+
+def exec_seconds(repeat: int = 5) -> float:
+    """Median wall seconds of ``podman exec CONTAINER true``: the door both paths pay."""
+    times = []
+    for _ in range(repeat):
+        start = time.monotonic()
+        podman(["exec", Bench.container(PARTIES[0]), "true"])
+        times.append(time.monotonic() - start)
+    return round(statistics.median(times), 3)
+
+
+def overhead(split: dict[str, float], exec_s: float | None) -> float | None:
+    """The platform's own seconds per party: both overhead parts less one podman exec."""
+    if "submit_to_runner" not in split or "result_to_submitter" not in split:
+        return None
+    return round(split["submit_to_runner"] + split["result_to_submitter"] - (exec_s or 0.0), 3)
+
+
 def print_report(runs: list[Run], keys: int, repeat: int, info: dict[str, Any],
-                 tls: bool | None = None) -> None:
+                 tls: bool | None = None, exec_s: float | None = None) -> None:
     med = medians(runs)
     print()
     print(f"{'measurement':<20} {'median s':>9}   runs (s)")
     for name, value in med.items():
         each = " ".join(f"{r.seconds:.2f}" for r in runs if r.measurement == name)
         print(f"{name:<20} {value:>9.2f}   {each}")
+    for name, target in SECONDS_TARGETS.items():
+        if name in med:
+            verdict = "meets" if med[name] <= target else "MISSES"
+            print(f"{name:<20} {med[name]:>9.2f}   target <= {target} s: {verdict}")
+    print()
+    print("median seconds per phase (over runs and parties)")
+    for name, parts in phase_medians(runs).items():
+        print(f"  {name:<20} " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
+    if exec_s is not None:
+        print(f"  podman exec alone: {exec_s:.2f}")
+        for name, parts in phase_medians(runs).items():
+            own = overhead(parts, exec_s)
+            if own is not None:
+                verdict = "meets" if own <= OVERHEAD_TARGET else "MISSES"
+                print(f"  {name}: platform overhead less podman exec {own:.2f} s "
+                      f"(target <= {OVERHEAD_TARGET}: {verdict})")
     print()
     print_ratios("ratio platform/bare", ratios(med), TARGETS)
     tls_rat = tls_ratios(med)
@@ -583,7 +744,8 @@ def print_report(runs: list[Run], keys: int, repeat: int, info: dict[str, Any],
 
 
 def report_json(runs: list[Run], keys: int, repeat: int, info: dict[str, Any],
-                fed: Bench | None, error: str | None) -> dict[str, Any]:
+                fed: Bench | None, error: str | None,
+                exec_s: float | None = None) -> dict[str, Any]:
     med = medians(runs)
     return {
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -595,6 +757,10 @@ def report_json(runs: list[Run], keys: int, repeat: int, info: dict[str, Any],
         "slots": {"platform": PLATFORM_SLOT, "bare": fed.bare_slot if fed else None},
         "tls": fed.tls if fed else None,
         "medians_seconds": med,
+        "phase_medians_seconds": phase_medians(runs),
+        "podman_exec_seconds": exec_s,
+        "seconds_targets": SECONDS_TARGETS,
+        "overhead_target": OVERHEAD_TARGET,
         "ratios": ratios(med),
         "targets": TARGETS,
         "tls_ratios": tls_ratios(med),
@@ -624,17 +790,25 @@ def run_all(fed: Bench, args: argparse.Namespace, runs: list[Run]) -> None:
         runs.append(run)
         log_run(run)
 
+    # The platform's runs: a standing node, ready between jobs.
     for rep in range(1, args.repeat + 1):
         for kind, label in jobs:
             short = "sum" if kind == "spu_sum" else "psi"
+            print(f"  settled: {settle(fed)}", flush=True)
             record(run_platform(fed, kind, label, f"bench-{stamp}-{short}-plat{rep}", rep,
                                 args.keys))
-            record(run_bare(fed, kind, label, f"bench-{stamp}-{short}-bare{rep}", rep,
-                            args.keys))
-            if no_tls:
-                with clear_text_allowed(fed):
-                    record(run_bare(fed, kind, label, f"bench-{stamp}-{short}-notls{rep}", rep,
-                                    args.keys, tls=False))
+    # By hand: the same calls against Ray heads as Ray starts them.
+    print("  by hand: Ray heads without warm workers, worker apps stopped", flush=True)
+    with plain_heads(fed):
+        for rep in range(1, args.repeat + 1):
+            for kind, label in jobs:
+                short = "sum" if kind == "spu_sum" else "psi"
+                record(run_bare(fed, kind, label, f"bench-{stamp}-{short}-bare{rep}", rep,
+                                args.keys))
+                if no_tls:
+                    with clear_text_allowed(fed):
+                        record(run_bare(fed, kind, label, f"bench-{stamp}-{short}-notls{rep}",
+                                        rep, args.keys, tls=False))
 
 
 def positive_even(text: str) -> int:
@@ -675,8 +849,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     fed: Bench | None = None
     error: str | None = None
     code = 0
+    exec_s: float | None = None
     try:
         fed = load_bench()
+        exec_s = exec_seconds()
         run_all(fed, args, runs)
     except SetupError as exc:
         error, code = str(exc), 2
@@ -685,9 +861,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if fed is not None:
             clean_up(fed)
-    print_report(runs, args.keys, args.repeat, info, fed.tls if fed else None)
+    print_report(runs, args.keys, args.repeat, info, fed.tls if fed else None, exec_s)
     if args.json:
-        data = report_json(runs, args.keys, args.repeat, info, fed, error)
+        data = report_json(runs, args.keys, args.repeat, info, fed, error, exec_s)
         args.json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if error:
         print(f"\nbenchmark FAILED: {error}", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import Any
 
 from celery import Celery, signals, states
 
-from sfnode import retention, supervise
+from sfnode import retention, supervise, warm
 from sfnode.broker import (HEALTH_TASK, RESULT_EXPIRES_SECONDS, RUN_JOB_TASK, TASKS,
                            WIRE_SETTINGS, transport_options)
 from sfnode.config import ConfigError, NodeConfig, redact_url
@@ -111,6 +111,38 @@ def _answer_abandoned_jobs(**_: Any) -> None:
               file=sys.stderr, flush=True)
 
 
+# The runner waiting for this pool process's next job (it runs one job at a time).
+_standby = supervise.Standby()
+
+
+@signals.worker_process_init.connect
+def _prepare_first_job(**_: Any) -> None:
+    """In each pool process as it starts: a runner for the first job, the warm workers."""
+    if _config is None:
+        return
+    with contextlib.suppress(ImportError):
+        warm.load_stubs()  # imported now, not in the first job's time
+    supervise.prepare_next(_config, _standby)
+
+
+@signals.task_postrun.connect
+def _after_job(sender: Any = None, args: Any = None, **_: Any) -> None:
+    """After a job's answer is stored (not in the submitter's time): old work dirs pruned,
+    so the disk never fills between worker starts; the warm workers and a runner for the
+    next job."""
+    if _config is None or getattr(sender, "name", None) != RUN_JOB_TASK:
+        return
+    spec = args[0] if isinstance(args, (list, tuple)) and args else None
+    with contextlib.suppress(OSError):
+        retention.prune(_config, keep=[spec.get("job_id")] if isinstance(spec, dict) else [])
+    supervise.prepare_next(_config, _standby)
+
+
+@signals.worker_process_shutdown.connect
+def _end_standby(**_: Any) -> None:
+    _standby.close()
+
+
 def health_report() -> dict[str, Any]:
     """What ``sfnode.health`` answers: versions, the Ray head's resources, file agreement."""
     config = node_config()
@@ -139,15 +171,11 @@ def run_job_answer(spec: Any) -> dict[str, Any]:
     except ConfigError as exc:
         return {"ok": False, "phase": "validate", "error": str(exc), "problems": exc.problems}
     try:
-        return supervise.run_job(spec, config)
+        return supervise.run_job(spec, config, standby=_standby)
     except Exception as exc:  # noqa: BLE001  the caller always gets a dict
         return {"ok": False, "job_id": spec.get("job_id") if isinstance(spec, dict) else None,
                 "party": config.node_id, "phase": "supervise",
                 "error": f"{type(exc).__name__}: {exc}", "problems": []}
-    finally:
-        # after every job, so the disk never fills between worker starts
-        with contextlib.suppress(OSError):
-            retention.prune(config, keep=[spec.get("job_id")] if isinstance(spec, dict) else [])
 
 
 health = app.task(name=HEALTH_TASK)(health_report)

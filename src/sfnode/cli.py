@@ -118,6 +118,24 @@ def _call(broker: str, backend: str, queue: str, task: str, task_args: list[Any]
     return _call_many({"_": (broker, backend)}, queue, task, task_args, timeout)["_"]
 
 
+def _wait_for(async_result: Any, give_up: float) -> dict[str, Any] | None:
+    """One party's answer, as soon as its worker stores it (the result backend tells its
+    subscribers: no polling); None when ``give_up`` (monotonic) passes first."""
+    from celery.exceptions import TimeoutError as CeleryTimeout  # noqa: PLC0415
+
+    while (remaining := give_up - time.monotonic()) > 0:
+        try:
+            answer = async_result.get(timeout=remaining, propagate=False)
+        except CeleryTimeout:
+            return None
+        except Exception:  # noqa: BLE001  transient backend trouble: try again
+            time.sleep(min(0.5, max(0.0, give_up - time.monotonic())))
+            continue
+        return (answer if isinstance(answer, dict)
+                else {"ok": False, "error": f"task failed: {answer!r}"})
+    return None
+
+
 def _call_many(targets: dict[str, tuple[str, str]], queue: str, task: str,
                task_args: list[Any], timeout: float,
                task_id: str | None = None) -> dict[str, dict[str, Any]]:
@@ -139,22 +157,11 @@ def _call_many(targets: dict[str, tuple[str, str]], queue: str, task: str,
                                                     f"{redact_url(broker)}: "
                                                     f"{type(exc).__name__}: {exc}"}
     give_up = time.monotonic() + timeout
-    while pending and time.monotonic() < give_up:
-        for party, async_result in list(pending.items()):
-            try:
-                ready = async_result.ready()
-            except Exception:  # noqa: BLE001  transient backend trouble: try again
-                ready = False
-            if ready:
-                try:
-                    answer = async_result.get(timeout=10, propagate=False)
-                except Exception as exc:  # noqa: BLE001
-                    answer = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-                results[party] = (answer if isinstance(answer, dict)
-                                  else {"ok": False, "error": f"task failed: {answer!r}"})
-                del pending[party]
-        if pending:
-            time.sleep(0.5)
+    for party, async_result in list(pending.items()):
+        answer = _wait_for(async_result, give_up)
+        if answer is not None:
+            results[party] = answer
+            del pending[party]
     for party, async_result in pending.items():
         results[party] = {"ok": False, "error": f"no answer within {timeout:.0f} s (task "
                                                 f"{async_result.id} is still queued or running)"}

@@ -28,6 +28,7 @@ REDIS_SCHEMES = ("redis", "rediss")
 PORT_MIN, PORT_MAX = 1024, 65535
 MAX_DEADLINE_SECONDS = 86400
 MAX_WORKER_CONCURRENCY = 1024
+MAX_WARM_WORKERS = 64
 QUEUE_PATTERN = "[A-Za-z0-9_.-]{1,64}"
 PATH_KEYS = ("FEDERATION_FILE", "DATA_DIR", "JOB_DIR")
 COMPONENT_PATTERN = "[a-z_]+"
@@ -62,6 +63,10 @@ DEFAULTS = {
     "JOB_RETENTION_MB": "20480",
     # Ray's temp dir (its session logs); empty: none are pruned.
     "RAY_TEMP_DIR": "",
+    # Idle Ray workers to keep ready for jobs (0: none), and the port of the head's
+    # raylet that starts them (empty: none are started).
+    "RAY_WARM_WORKERS": "0",
+    "RAY_NODE_MANAGER_PORT": "",
     # This node's certificate and private key (PEM files) for mutual TLS between
     # parties; both empty: this node runs without TLS (a lab opt-out).
     "TLS_CERT": "",
@@ -345,6 +350,8 @@ class NodeConfig:
     job_retention_days: int = 14
     job_retention_mb: int = 20480
     ray_temp_dir: Path | None = None
+    ray_warm_workers: int = 0
+    ray_node_manager_port: int | None = None
     # This node's certificate and private key for mutual TLS; both None: no TLS.
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -386,6 +393,9 @@ class NodeConfig:
         retention_days = keys.integer("JOB_RETENTION_DAYS", 1, 3650)
         retention_mb = keys.integer("JOB_RETENTION_MB", 1, 2**31)
         ray_temp_dir = keys.absolute_path("RAY_TEMP_DIR") if keys.text("RAY_TEMP_DIR") else None
+        warm_workers = keys.integer("RAY_WARM_WORKERS", 0, MAX_WARM_WORKERS)
+        node_manager_port = (keys.integer("RAY_NODE_MANAGER_PORT", 1, PORT_MAX)
+                             if keys.text("RAY_NODE_MANAGER_PORT") else None)
         tls_cert, tls_key = keys.tls_files()
         port_gate = keys.optional_path("PORT_GATE")
         problems.raise_if_any(lambda found: ConfigError(found, source))
@@ -398,6 +408,7 @@ class NodeConfig:
                    worker_concurrency=concurrency, service_units=service_units,
                    job_max_deadline_seconds=max_deadline, job_retention_days=retention_days,
                    job_retention_mb=retention_mb, ray_temp_dir=ray_temp_dir,
+                   ray_warm_workers=warm_workers or 0, ray_node_manager_port=node_manager_port,
                    tls_cert=tls_cert, tls_key=tls_key, port_gate=port_gate)
 
     @classmethod
@@ -426,6 +437,8 @@ class NodeConfig:
             "JOB_RETENTION_DAYS": str(self.job_retention_days),
             "JOB_RETENTION_MB": str(self.job_retention_mb),
             "RAY_TEMP_DIR": str(self.ray_temp_dir or ""),
+            "RAY_WARM_WORKERS": str(self.ray_warm_workers),
+            "RAY_NODE_MANAGER_PORT": str(self.ray_node_manager_port or ""),
             "TLS_CERT": str(self.tls_cert or ""),
             "TLS_KEY": str(self.tls_key or ""),
             "PORT_GATE": str(self.port_gate or ""),

@@ -34,6 +34,17 @@ SLOTS_DIR = ".slots"
 PHASES = ("import", "init", "run", "shutdown", "done")
 
 
+def process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22): with
+    the pid, it names one process for good (a pid is reused, the pair is not). None: gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        # the command name (field 2) is in parentheses and may hold spaces
+        return int(stat.rpartition(")")[2].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def workdir(job_root: Path, job_id: str) -> Path:
     """The work dir of ``job_id`` under ``JOB_DIR``."""
     return job_root / job_id

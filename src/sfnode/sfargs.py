@@ -32,6 +32,24 @@ SERIALIZING_ALLOWED: dict[str, list[str]] = {
     "numpy.core.multiarray": ["_reconstruct", "scalar"],
     "secretflow.device.device.spu": ["SPUIOInfo", "SPUValueMeta"],
 }
+# How rayfed's gRPC retries a message a peer refused (UNAVAILABLE: not listening yet,
+# or a broken connection). gRPC waits a random time up to the current backoff, which
+# starts at initialBackoff and grows by backoffMultiplier up to maxBackoff, for at most
+# maxAttempts tries in all (5 is gRPC's ceiling). rayfed's own policy starts at 5 s: its
+# readiness ping (a try, 1 s to answer, 2 s pause) then missed a peer that came up a
+# moment later by 3 s. This one retries within 0.5 s and gives up after about 7.5 s
+# (rayfed's: about 65 s), which ends the job (exit_on_sending_failure).
+GRPC_RETRY_POLICY: dict[str, Any] = {
+    "maxAttempts": 5,
+    "initialBackoff": "0.5s",
+    "maxBackoff": "4s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+# SPU's links to its peers: try every 200 ms for up to 2 minutes while a peer's SPU
+# runtime starts (SPU's own default: every 1 s).
+SPU_CONNECT_RETRY_INTERVAL_MS = 200
+SPU_CONNECT_RETRY_TIMES = 600
 # SPU's TLS: a peer's certificate is self-signed (its own anchor) or signed by its
 # organisation's root CA (the anchor): depth 1 lets OpenSSL build either chain.
 SPU_TLS_VERIFY_DEPTH = 1
@@ -86,6 +104,8 @@ def sf_init_kwargs(ctx: JobContext) -> dict[str, Any]:
             "use_global_proxy": False,
             # a copy: rayfed rewrites the mapping it is given
             "serializing_allowed_list": {module: list(names) for module, names in SERIALIZING_ALLOWED.items()},
+            "grpc_retry_policy": {**GRPC_RETRY_POLICY,
+                                  "retryableStatusCodes": list(GRPC_RETRY_POLICY["retryableStatusCodes"])},
         },
         "logging_level": "info",
         "log_to_driver": True,
@@ -131,8 +151,8 @@ def spu_link_desc(ctx: JobContext) -> dict[str, Any]:
     # before the job's own deadline does.
     timeout_ms = ctx.spec.deadline_seconds * 1000
     return {
-        "connect_retry_times": 120,
-        "connect_retry_interval_ms": 1000,
+        "connect_retry_times": SPU_CONNECT_RETRY_TIMES,
+        "connect_retry_interval_ms": SPU_CONNECT_RETRY_INTERVAL_MS,
         "recv_timeout_ms": timeout_ms,
         "http_timeout_ms": timeout_ms,
     }

@@ -14,7 +14,9 @@ import contextlib
 import errno
 import fcntl
 import os
+import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,11 +24,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sfnode import gate, jobdir
+from sfnode import gate, jobdir, warm
 from sfnode.config import NodeConfig, child_environment
 from sfnode.federation import Federation, FederationError, load_federation
-from sfnode.jobdir import (LOG_NAME, RESULT_NAME, SPEC_NAME, STATUS_NAME, read_json,
-                           write_json_atomic)
+from sfnode.jobdir import (LOG_NAME, RESULT_NAME, SPEC_NAME, STATUS_NAME, process_start,
+                           read_json, write_json_atomic)
 from sfnode.jobspec import JobSpec
 from sfnode.netprobe import tcp_port_open
 from sfnode.spec import SpecError, validate_spec
@@ -48,6 +50,83 @@ ACTOR_CLEANUP_NOTE = (
 def default_runner_command(spec_path: Path, workdir: Path) -> list[str]:
     return [sys.executable, "-m", RUNNER_MODULE, "--spec", str(spec_path),
             "--workdir", str(workdir)]
+
+
+# What a standby runner imports before its job comes (sf.init imports rayfed and
+# secretflow_fl, with Ray Tune: 0.8 s).
+STANDBY_PRELOAD = ("secretflow", "secretflow_fl", "fed.api")
+
+
+class Standby:
+    """At most one runner started ahead of its job by this process (a Celery pool process).
+
+    It imports SecretFlow while no job waits for it, then blocks on a unix socket until
+    :meth:`hand` gives it a job (see ``sfnode.runner.standby``). It runs one job only, as
+    a runner started for the job would: its own process and session, the node's
+    environment, the job's log and slot lock. A standby whose supervisor is gone reads
+    the end of its socket and exits.
+    """
+
+    def __init__(self, preload: Sequence[str] = STANDBY_PRELOAD) -> None:
+        self.preload = tuple(preload)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._channel: socket.socket | None = None
+        self._env: dict[str, str] | None = None
+
+    def command(self) -> list[str]:
+        preload = [arg for module in self.preload for arg in ("--preload", module)]
+        return [sys.executable, "-m", RUNNER_MODULE, "--standby", *preload]
+
+    def start(self, env: dict[str, str], cwd: Path) -> None:
+        """Start a standby for the next job unless one is waiting with this environment."""
+        if self._proc is not None and self._proc.poll() is None and self._env == env:
+            return
+        self.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._proc = subprocess.Popen(
+                self.command(), stdin=theirs, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True)
+        except OSError:
+            ours.close()
+            return
+        finally:
+            theirs.close()
+        self._channel, self._env = ours, dict(env)
+
+    def hand(self, env: dict[str, str], spec_path: Path, workdir: Path, log_fd: int,
+             lock_fd: int) -> subprocess.Popen[bytes] | None:
+        """Give the waiting standby this job; its process, or None (none waiting, or not
+        with this environment: start the runner anew)."""
+        proc, channel = self._proc, self._channel
+        ready = proc is not None and proc.poll() is None and self._env == env
+        self._proc, self._channel, self._env = None, None, None
+        if not ready or proc is None or channel is None:
+            _end(proc, channel)
+            return None
+        order = json.dumps({"spec": str(spec_path), "workdir": str(workdir)}).encode()
+        try:
+            socket.send_fds(channel, [order], [log_fd, lock_fd])
+        except OSError:
+            _end(proc, channel)
+            return None
+        channel.close()
+        return proc
+
+    def close(self) -> None:
+        """End a waiting standby (this process is stopping, or the environment changed)."""
+        _end(self._proc, self._channel)
+        self._proc, self._channel, self._env = None, None, None
+
+
+def _end(proc: subprocess.Popen[bytes] | None, channel: socket.socket | None) -> None:
+    if channel is not None:
+        channel.close()  # a waiting standby reads the end and exits
+    if proc is not None and proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
 
 
 class SlotBusy(Exception):
@@ -146,7 +225,10 @@ def run_job(
     grace_seconds: float = KILL_GRACE_SECONDS,
     poll_seconds: float = POLL_SECONDS,
     ask_gate: GateAsker = gate.ask,
+    standby: Standby | None = None,
 ) -> dict[str, Any]:
+    """Run one job on this node; ``standby``: the runner waiting for it, if any (see
+    :func:`prepare_next` for the next one)."""
     started = time.monotonic()
     try:
         if federation is None:
@@ -173,14 +255,23 @@ def run_job(
             f"(0..{config.slots - 1})", started)
     try:
         return _run_locked(spec, config, federation, lock, runner_command, grace_seconds,
-                           poll_seconds, started, ask_gate)
+                           poll_seconds, started, ask_gate, standby)
     finally:
         lock.release()
 
 
+def prepare_next(config: NodeConfig, standby: Standby) -> None:
+    """Between jobs (once the last one is answered): the Ray head's warm workers, and a
+    runner waiting for the next job."""
+    warm.top_up(config)
+    if config.job_dir.is_dir():
+        standby.start(child_environment(config), config.job_dir)
+
+
 def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock: SlotLock,
                 runner_command: RunnerCommand, grace_seconds: float, poll_seconds: float,
-                started: float, ask_gate: GateAsker) -> dict[str, Any]:
+                started: float, ask_gate: GateAsker,
+                standby: Standby | None = None) -> dict[str, Any]:
     spec_dict = spec.to_dict()
     workdir = jobdir.workdir(config.job_dir, spec.job_id)
     if workdir.exists():
@@ -203,13 +294,18 @@ def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock:
                           {"ok": False, "final": True, "phase": "start", "error": error})
         return _failure(spec_dict, config, "start", error, started, workdir=str(workdir))
     try:
+        env = child_environment(config)
         with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                list(runner_command(spec_path, workdir)),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=workdir, env=child_environment(config),
-                start_new_session=True, pass_fds=(lock.fd,),
-            )
+            proc = None
+            if standby is not None:
+                warm.top_up(config)  # a no-op unless the Ray head lost its warm workers
+                proc = standby.hand(env, spec_path, workdir, log.fileno(), lock.fd)
+            if proc is None:
+                proc = subprocess.Popen(
+                    list(runner_command(spec_path, workdir)),
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    cwd=workdir, env=env, start_new_session=True, pass_fds=(lock.fd,),
+                )
         deadline = started + spec.deadline_seconds
         timed_out = False
         while proc.poll() is None:
@@ -278,7 +374,7 @@ def _adopt_running(spec: JobSpec, config: NodeConfig, lock: SlotLock, grace_seco
         phases = [t for t in (status.get("phases") or {}).values() if isinstance(t, (int, float))]
         if phases and time.time() >= min(phases) + spec.deadline_seconds:
             timed_out = True
-            _kill_runner(status.get("pid"), spec.job_id, grace_seconds)
+            _kill_runner(status, spec.job_id, grace_seconds)
         time.sleep(poll_seconds)
     close_gate(spec, config, ask_gate, workdir / LOG_NAME)
     try:
@@ -288,11 +384,13 @@ def _adopt_running(spec: JobSpec, config: NodeConfig, lock: SlotLock, grace_seco
         lock.release()
 
 
-def _kill_runner(pid: Any, job_id: str, grace_seconds: float) -> None:
+def _kill_runner(status: Mapping[str, Any], job_id: str, grace_seconds: float) -> None:
     """SIGTERM, then SIGKILL, the process group of ``job_id``'s runner (not a reused pid)."""
+    pid = status.get("pid")
     for sig, pause in ((signal.SIGTERM, grace_seconds), (signal.SIGKILL, 0.0)):
-        if not _runner_alive(pid, job_id):
+        if not _runner_alive(status, job_id):
             return
+        assert isinstance(pid, int)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
         time.sleep(pause)
@@ -374,15 +472,23 @@ def _named(peers: list[dict[str, Any]]) -> str:
     return ", ".join(f"{p['id']} ({p['address']})" for p in peers)
 
 
-def _runner_alive(pid: Any, job_id: str) -> bool:
-    """Whether ``pid`` is still the runner of ``job_id`` (not a reused pid)."""
+def _runner_alive(status: Mapping[str, Any], job_id: str) -> bool:
+    """Whether the process of ``status`` (its pid) is still the runner of ``job_id``, not a
+    reused pid: a runner's command line names its job, a standby's does not, and then the
+    pid's start time must be the one the runner recorded."""
+    pid = status.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
-    return RUNNER_MODULE in cmdline and job_id in cmdline
+    if RUNNER_MODULE not in cmdline:
+        return False
+    if job_id in cmdline:
+        return True
+    recorded = status.get("pid_start")
+    return isinstance(recorded, int) and process_start(pid) == recorded
 
 
 def reap_abandoned(config: NodeConfig, answered: Callable[[str], bool] = lambda _job_id: True,
@@ -414,7 +520,8 @@ def reap_abandoned(config: NodeConfig, answered: Callable[[str], bool] = lambda 
         job_id = spec["job_id"]
         status = read_json(workdir / STATUS_NAME) or {}
         pid = status.get("pid")
-        if _runner_alive(pid, job_id):
+        if _runner_alive(status, job_id):
+            assert isinstance(pid, int)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         phase = status.get("phase") or "start"

@@ -186,41 +186,59 @@ def fake_run(label: str, measurement: str, rep: int) -> Any:
 
 @pytest.mark.parametrize("tls, skip, expect_no_tls", [(True, False, True), (True, True, False),
                                                       (False, False, False)])
-def test_runs_interleave_within_each_repetition(
+def test_platform_runs_on_settled_nodes_then_bare_runs_on_plain_heads(
         tmp_path: Path, federation_data: dict[str, Any],
         certificates: dict[str, tuple[str, str]], monkeypatch: pytest.MonkeyPatch,
         tls: bool, skip: bool, expect_no_tls: bool) -> None:
     fed = bench_of(tmp_path, federation_data, certificates, tls=tls)
     events: list[str] = []
 
-    def nft(container: str, command: list[str], input_text: str | None = None) -> str:
+    def in_container(container: str, command: list[str], input_text: str | None = None) -> str:
+        if command[0] == bm.VENV_PYTHON and bm.SETTLE_SCRIPT in command:
+            events.append(f"{container} settle")
+            return "0.0 4 1 100"
+        if command[0] == bm.VENV_PYTHON:  # waiting for the Ray head
+            events.append(f"{container} head")
+            return ""
+        if command[0] == "sh":
+            script = command[-1]
+            assert bm.RAY_UNIT in script and bm.WORKER_UNIT in script, script
+            events.append(f"{container} {'plain' if 'printf' in script else 'restore'}")
+            return ""
         # the firewall rule that lets the no-tls runs' clear text through: inserted, listed, deleted
         events.append(f"{container} nft {command[1] if command[1] != '-j' else 'list'}")
         if command[1] == "insert":
             assert "{ 20031, 21031 }" in " ".join(command) and bm.CLEAR_TEXT_RULE in command[-1], command
         return json.dumps({"nftables": [{"rule": {"comment": bm.CLEAR_TEXT_RULE, "handle": 7}}]})
 
+    def platform(fed: Any, kind: str, label: str, job_id: str, rep: int, keys: int) -> Any:
+        events.append("platform")
+        return fake_run(label, "platform", rep)
+
     def bare(fed: Any, kind: str, label: str, job_id: str, rep: int, keys: int, tls: bool = True) -> Any:
         events.append("bare" if tls else "bare no-tls")
         return fake_run(label, "bare" if tls else "bare no-tls", rep)
 
     monkeypatch.setattr(bm, "upload_psi_inputs", lambda fed, keys: None)
-    monkeypatch.setattr(bm, "run_platform", lambda fed, kind, label, job_id, rep, keys:
-                        fake_run(label, "platform", rep))
+    monkeypatch.setattr(bm, "run_platform", platform)
     monkeypatch.setattr(bm, "run_bare", bare)
-    monkeypatch.setattr(bm, "exec_root", nft)
+    monkeypatch.setattr(bm, "exec_root", in_container)
+    monkeypatch.setattr(bm.time, "sleep", lambda seconds: None)
     runs: list[Any] = []
     args = argparse.Namespace(keys=10, repeat=2, skip_psi=False, skip_no_tls=skip)
     bm.run_all(fed, args, runs)
-    each = (["platform", "bare", "bare no-tls"] if expect_no_tls else ["platform", "bare"])
-    one_rep = [f"{label} {m}" for label in ("trivial", "psi") for m in each]
-    assert [r.measurement for r in runs] == one_rep * 2
-    assert [r.rep for r in runs] == [1] * len(one_rep) + [2] * len(one_rep)
+    bare_each = ["bare", "bare no-tls"] if expect_no_tls else ["bare"]
+    one_rep = [f"{label} {m}" for label in ("trivial", "psi") for m in bare_each]
+    assert [r.measurement for r in runs] == ["trivial platform", "psi platform"] * 2 + one_rep * 2
+    assert [r.rep for r in runs] == [1, 1, 2, 2] + [1] * len(one_rep) + [2] * len(one_rep)
+    settled = ["sff-demo-alice settle", "sff-demo-bob settle", "platform"]
+    heads = ["sff-demo-alice head", "sff-demo-bob head"]
     around = ["sff-demo-alice nft insert", "sff-demo-bob nft insert", "bare no-tls",
               "sff-demo-alice nft list", "sff-demo-alice nft delete",
               "sff-demo-bob nft list", "sff-demo-bob nft delete"]
-    expected = ["bare"] + (around if expect_no_tls else [])
-    assert events == expected * 4
+    bare_runs = (["bare"] + (around if expect_no_tls else [])) * 4
+    assert events == (settled * 4 + ["sff-demo-alice plain", "sff-demo-bob plain", *heads]
+                      + bare_runs + ["sff-demo-alice restore", "sff-demo-bob restore", *heads])
 
 
 def test_report_has_the_tls_ratios(capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from sfnode import cli as cli_module
 from sfnode.cli import main
 from sfnode.config import NodeConfig
 
@@ -91,3 +92,40 @@ def test_submit_reads_a_url_file_it_cannot_open_as_a_usage_error(env_file: Path,
                  f"bob=@{tmp_path / 'absent.url'}"])
     assert code == 2
     assert "cannot read the URL file" in capsys.readouterr().err
+
+
+class FakeResult:
+    """A Celery result: answers (or raises) in turn on each get()."""
+
+    def __init__(self, *outcomes: object) -> None:
+        self.outcomes = list(outcomes)
+        self.timeouts: list[float] = []
+
+    def get(self, timeout: float, propagate: bool) -> object:
+        self.timeouts.append(timeout)
+        outcome = self.outcomes.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+
+def test_the_answer_is_taken_as_soon_as_it_is_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfnode.cli import _wait_for
+
+    monkeypatch.setattr(cli_module.time, "sleep", lambda seconds: None)
+    result = FakeResult(ConnectionError("backend restarting"), {"ok": True})
+    give_up = cli_module.time.monotonic() + 60
+    assert _wait_for(result, give_up) == {"ok": True}
+    # one blocking wait for the rest of the time, no polling interval
+    assert len(result.timeouts) == 2 and all(50 < t <= 60 for t in result.timeouts)
+
+
+def test_no_answer_in_time_is_none() -> None:
+    from celery.exceptions import TimeoutError as CeleryTimeout
+
+    from sfnode.cli import _wait_for
+
+    assert _wait_for(FakeResult(CeleryTimeout()), cli_module.time.monotonic() + 1) is None
+    assert _wait_for(FakeResult({"ok": True}), cli_module.time.monotonic() - 1) is None
+    assert _wait_for(FakeResult("boom"), cli_module.time.monotonic() + 1) == {
+        "ok": False, "error": "task failed: 'boom'"}

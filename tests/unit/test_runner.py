@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import socket
 import sys
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,41 @@ def test_run_turns_exceptions_into_results(config: NodeConfig, federation: Feder
                                 "['bob'] to start")
     assert "result" not in outcome
     assert [c[0] for c in module.calls] == ["init"]  # nothing to shut down
+
+
+def test_rayfeds_ping_waits_until_every_peer_listens() -> None:
+    from sfnode.runner import ping_when_peers_listen
+
+    pings: list[dict[str, object]] = []
+    fed_api = types.SimpleNamespace(ping_others=lambda **kwargs: pings.append(kwargs) or True)
+    listening: set[str] = set()
+    prober = PeerProber([PartySpec("bob", "10.89.0.3", 20000, 21000)], lambda peer: None,
+                        interval=0.01, probe=lambda ip, port: ip in listening)
+    ping_when_peers_listen(fed_api, prober)
+    prober.start()
+    pinger = threading.Thread(target=fed_api.ping_others,
+                              kwargs={"addresses": {}, "self_party": "alice"})
+    pinger.start()
+    pinger.join(0.2)
+    assert pinger.is_alive() and pings == []  # bob's port is not open yet
+    listening.add("10.89.0.3")
+    pinger.join(5)
+    assert not pinger.is_alive()
+    assert pings == [{"addresses": {}, "self_party": "alice"}]
+
+
+def test_shutdown_leaves_ray_to_the_exit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfnode.runner import shutdown_leaving_ray
+
+    calls: list[str] = []
+    fake_ray = types.SimpleNamespace(shutdown=lambda *a, **k: calls.append("ray.shutdown"))
+    monkeypatch.setitem(sys.modules, "ray", fake_ray)
+
+    def sf_shutdown() -> None:  # as SecretFlow's: rayfed's shutdown, then ray.shutdown()
+        calls.append("fed.shutdown")
+        sys.modules["ray"].shutdown(_exiting_interpreter=True)
+
+    original = fake_ray.shutdown
+    shutdown_leaving_ray(types.SimpleNamespace(shutdown=sf_shutdown))
+    assert calls == ["fed.shutdown"]
+    assert fake_ray.shutdown is original
