@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -52,6 +53,7 @@ def default_runner_command(spec_path: Path, workdir: Path) -> list[str]:
             "--workdir", str(workdir)]
 
 
+WARM_RECOUNT_SECONDS = 5.0
 # What a standby runner imports before its job comes (sf.init imports rayfed and
 # secretflow_fl, with Ray Tune: 0.8 s).
 STANDBY_PRELOAD = ("secretflow", "secretflow_fl", "fed.api")
@@ -262,10 +264,15 @@ def run_job(
 
 def prepare_next(config: NodeConfig, standby: Standby) -> None:
     """Between jobs (once the last one is answered): the Ray head's warm workers, and a
-    runner waiting for the next job."""
+    runner waiting for the next job. The workers of the job that just ended may still
+    look idle for a moment while Ray ends them: the pool is counted again a few seconds
+    later."""
     warm.top_up(config)
     if config.job_dir.is_dir():
         standby.start(child_environment(config), config.job_dir)
+    recount = threading.Timer(WARM_RECOUNT_SECONDS, warm.top_up, (config,))
+    recount.daemon = True
+    recount.start()
 
 
 def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock: SlotLock,
