@@ -5,6 +5,7 @@ and one way to wait for something."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import subprocess
@@ -40,6 +41,7 @@ REDIS_UNIT, RAY_UNIT, WORKER_UNIT = UNITS
 # the broker password), the worker as the service user.
 UNIT_USERS = {REDIS_UNIT: REDIS["redis_user"], RAY_UNIT: NODE["node_ray_user"], WORKER_UNIT: NODE["node_user"]}
 ENV_FILE = f"{NODE['node_config_dir']}/node.env"
+JOBS_DIR = f"{NODE['node_data_dir']}/jobs"
 VENV = f"{NODE['node_install_dir']}/venv"  # secretflow_runtime_venv
 
 
@@ -53,6 +55,22 @@ def wait_for(predicate: Callable[[], T], seconds: float, what: str | Callable[[]
             raise AssertionError(f"not within {seconds:.0f} s: {what() if callable(what) else what}")
         time.sleep(step)
     return value
+
+
+def job_process_alive(host, job_id: str) -> bool:
+    """Whether the runner of ``job_id`` still runs on ``host``: the process its status file
+    names, by pid and start time (a standby runner's command line does not name its job)."""
+    status = host.run(f"cat {JOBS_DIR}/{job_id}/status.json")
+    if status.rc != 0:
+        return False
+    recorded = json.loads(status.stdout)
+    pid, started = recorded.get("pid"), recorded.get("pid_start")
+    stat = host.run(f"cat /proc/{pid}/stat")
+    if not isinstance(pid, int) or stat.rc != 0:
+        return False
+    fields = stat.stdout.rpartition(")")[2].split()
+    zombie = fields[0] == "Z"
+    return not zombie and int(fields[19]) == started
 
 
 def start_stamps(host, units: tuple[str, ...] = UNITS) -> dict[str, str]:

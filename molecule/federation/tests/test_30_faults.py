@@ -8,9 +8,8 @@ import re
 import subprocess
 
 from conftest import PARTIES, SFNODE, node_ip, unique_job_id
-from shared import ENV_FILE, NODE, RAY_HEAD, RAY_UNIT, REDIS_UNIT, UNITS, WORKER, WORKER_UNIT, wait_for
-
-JOBS_DIR = f"{NODE['node_data_dir']}/jobs"
+from shared import (ENV_FILE, JOBS_DIR, RAY_HEAD, RAY_UNIT, REDIS_UNIT, UNITS, WORKER, WORKER_UNIT,
+                    job_process_alive, wait_for)
 
 
 def main_pid(host, unit: str) -> str:
@@ -93,7 +92,7 @@ def test_a_worker_killed_mid_job_answers_failed_and_leaves_no_orphans(party_host
     answer = json.loads(out)["results"]["alice"]
     assert answer["ok"] is False and answer.get("abandoned") is True, (answer, err)
     assert "its worker stopped" in answer["error"] and "phase 'init'" in answer["error"], answer
-    assert alice.run(f"pgrep -f '[s]fnode.runner.*{job_id}'").rc == 1, "the job process outlived its worker"
+    assert not job_process_alive(alice, job_id), "the job process outlived its worker"
     wait_for(lambda: not actor_processes(alice), 90,
              lambda: f"the job's Ray actors gone (during the job: {during}; now: {actor_processes(alice)})")
     assert main_pid(alice, unit) not in ("0", old)
@@ -119,6 +118,6 @@ def test_a_peer_stopped_during_a_job_fails_it_at_the_deadline_naming_the_peer(th
     result = run.results["alice"]
     assert result["ok"] is False and result["phase"] == "init", run
     assert "missed its 60 s deadline" in result["error"] and "bob" in result["error"], result
-    assert alice.run(f"pgrep -f '[s]fnode.runner.*{job_id}'").rc == 1
+    assert not job_process_alive(alice, job_id)
     assert healthy(alice)
     wait_for(lambda: healthy(bob), 180, "bob healthy again after his services restart")
