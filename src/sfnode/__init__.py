@@ -14,6 +14,7 @@ only modules listed above it):
 - ``sfargs``: SecretFlow's arguments built from a job (``sf.init``, ``sf.SPU``), ``JobContext``
 - ``kinds``: the job kinds, one module each (params check + run function), found by discovery
 - ``spec``: expand and validate job specs (generic fields, then the kind's own check)
+- ``policy``: this party's job policy (what each peer may propose) and its decisions
 - ``warm``: the Ray head's warm workers (idle, SecretFlow imported), topped up around jobs
 - ``runner``: the job's own process (``python -m sfnode.runner``)
 - ``supervise``: its parent side (slot lock, deadline, answers, the standby runner), called by the Celery task

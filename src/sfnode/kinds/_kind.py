@@ -51,6 +51,18 @@ class ParamCheck:
 Validate = Callable[[dict[str, Any], ParamCheck], dict[str, Any]]
 # (the secretflow module, the job) -> the job's result (JSON-able), run after sf.init.
 Run = Callable[[Any, JobContext], dict[str, Any]]
+# (validated params, a party) -> the paths under that party's DATA_DIR the job reads there.
+Reads = Callable[[dict[str, Any], str], tuple[str, ...]]
+# (validated params, the job's parties) -> the parties that get the job's result.
+Reveals = Callable[[dict[str, Any], tuple[str, ...]], tuple[str, ...]]
+
+
+def reads_nothing(params: dict[str, Any], party: str) -> tuple[str, ...]:
+    return ()
+
+
+def reveals_to_all(params: dict[str, Any], parties: tuple[str, ...]) -> tuple[str, ...]:
+    return parties
 
 
 @dataclass(frozen=True)
@@ -60,3 +72,7 @@ class Kind:
     validate: Validate
     run: Run
     uses_spu: bool = False  # whether a job of this kind binds the slot's SPU ports
+    # What a party's policy decides on: the datasets a job reads on a party, and who
+    # learns its result.
+    reads: Reads = reads_nothing
+    reveals: Reveals = reveals_to_all

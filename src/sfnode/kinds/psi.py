@@ -199,4 +199,17 @@ def run(sf: Any, ctx: JobContext) -> dict[str, Any]:
     }
 
 
-KIND = Kind(validate=validate, run=run, uses_spu=True)
+def reads(params: dict[str, Any], party: str) -> tuple[str, ...]:
+    """The input of ``party`` (relative to its DATA_DIR)."""
+    entry = (params.get("inputs") or {}).get(party)
+    return (entry["path"],) if isinstance(entry, Mapping) and entry.get("path") else ()
+
+
+def reveals(params: dict[str, Any], parties: tuple[str, ...]) -> tuple[str, ...]:
+    """The receiver, and with ``broadcast_result`` every party."""
+    if params.get("broadcast_result", True):
+        return parties
+    return tuple(p for p in parties if p == params.get("receiver"))
+
+
+KIND = Kind(validate=validate, run=run, uses_spu=True, reads=reads, reveals=reveals)
