@@ -34,6 +34,7 @@ DOCUMENTATION = """
         description: The name or ID of the container.
         default: inventory_hostname
         vars:
+          - name: inventory_hostname
           - name: ansible_host
           - name: ansible_podman_host
       podman_executable:

@@ -6,6 +6,7 @@ only modules listed above it):
 - ``problems``: the one problems collector and its error (every problem of an input at once)
 - ``netprobe``: TCP probes (port open, how a host answers, what listens here)
 - ``jobdir``: the job directory protocol between supervisor and runner (files, atomic writes)
+- ``journal``: the audit journal (append-only JSON lines: proposals, decisions, starts, ends)
 - ``config``: this node's env file (``NodeConfig``, port ranges and slots, unit names)
 - ``retention``: what a node keeps on disk (finished jobs' work dirs, Ray's old session logs)
 - ``federation``: the federation file (every party's address and port ranges)
@@ -21,6 +22,7 @@ only modules listed above it):
 - ``broker``: the Celery wire (task names, JSON-only settings, timeouts)
 - ``health``: versions of the venv and the Ray head's resources (via ``python -m sfnode.probe``)
 - ``probe``: the Ray probe's own process
+- ``channel``: the job channel between nodes (HTTPS, mutual TLS with the party certificates)
 - ``app``: the Celery app (``celery -A sfnode.app worker``)
 - ``status``: ``sfnode status``, one node's state and verdict
 - ``cli``: the ``sfnode`` command

@@ -74,6 +74,10 @@ DEFAULTS = {
     # The port gate's unix socket (see sfnode.gate): while a job runs, its ports
     # take only its parties. Empty: no gate (the firewall is off on this node).
     "PORT_GATE": "",
+    # The job channel (sfnode.channel): its port on NODE_IP (empty: no channel), and this
+    # party's job policy (empty: the federation file's directory's policy.json).
+    "CHANNEL_PORT": "",
+    "POLICY_FILE": "",
 }
 KEYS = REQUIRED_KEYS + tuple(DEFAULTS)
 TLS_KEYS = ("TLS_CERT", "TLS_KEY")
@@ -357,6 +361,18 @@ class NodeConfig:
     tls_key: Path | None = None
     # The port gate's socket; None: no gate.
     port_gate: Path | None = None
+    channel_port: int | None = None
+    policy_file: Path | None = None
+
+    @property
+    def policy_path(self) -> Path:
+        """This party's job policy (sfnode.policy)."""
+        return self.policy_file or self.federation_file.parent / "policy.json"
+
+    @property
+    def journal_path(self) -> Path:
+        """The audit journal (sfnode.journal), beside the job directory."""
+        return self.job_dir.parent / "journal.jsonl"
 
     @property
     def tls_enabled(self) -> bool:
@@ -398,6 +414,9 @@ class NodeConfig:
                              if keys.text("RAY_NODE_MANAGER_PORT") else None)
         tls_cert, tls_key = keys.tls_files()
         port_gate = keys.optional_path("PORT_GATE")
+        channel_port = (keys.integer("CHANNEL_PORT", 1, PORT_MAX)
+                        if keys.text("CHANNEL_PORT") else None)
+        policy_file = keys.absolute_path("POLICY_FILE") if keys.text("POLICY_FILE") else None
         problems.raise_if_any(lambda found: ConfigError(found, source))
         assert rayfed_ports and spu_ports  # a missing or bad range is a problem raised above
         return cls(node_id=node_id, node_ip=node_ip, app_env=app_env, redis_url=redis_url,
@@ -409,7 +428,8 @@ class NodeConfig:
                    job_max_deadline_seconds=max_deadline, job_retention_days=retention_days,
                    job_retention_mb=retention_mb, ray_temp_dir=ray_temp_dir,
                    ray_warm_workers=warm_workers or 0, ray_node_manager_port=node_manager_port,
-                   tls_cert=tls_cert, tls_key=tls_key, port_gate=port_gate)
+                   tls_cert=tls_cert, tls_key=tls_key, port_gate=port_gate,
+                   channel_port=channel_port or None, policy_file=policy_file)
 
     @classmethod
     def from_env_file(cls, path: str | os.PathLike[str]) -> NodeConfig:
@@ -442,6 +462,8 @@ class NodeConfig:
             "TLS_CERT": str(self.tls_cert or ""),
             "TLS_KEY": str(self.tls_key or ""),
             "PORT_GATE": str(self.port_gate or ""),
+            "CHANNEL_PORT": str(self.channel_port or ""),
+            "POLICY_FILE": str(self.policy_file or ""),
         }
 
 

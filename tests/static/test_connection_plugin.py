@@ -32,3 +32,8 @@ def test_ansible_host_names_the_container(connection_class):
 def test_podman_host_names_the_container(connection_class):
     assert remote_addr(connection_class, {"inventory_hostname": "alice",
                                           "ansible_podman_host": "c1"}) == "c1"
+
+
+def test_without_ansible_host_the_inventory_name_is_the_container(connection_class):
+    # molecule's hosts are named after their containers
+    assert remote_addr(connection_class, {"inventory_hostname": "sff-fed-alice"}) == "sff-fed-alice"

@@ -68,10 +68,10 @@ def config(tmp_path: Path, federation_data: dict[str, Any]) -> NodeConfig:
     return NodeConfig.from_mapping(env_for(tmp_path))
 
 
-def make_certificate(name: str, ip: str, days: float = 365) -> tuple[str, str]:
+def make_certificate(name: str, ip: str, days: float = 365, ca: bool = True) -> tuple[str, str]:
     """A self-signed certificate and its key (PEM), like the node role makes: EC P-256,
     the node's IP as subject alternative name, valid from an hour ago for ``days``
-    (negative: expired)."""
+    (negative: expired); ``ca`` false: CA:FALSE, for server and client use, as a node's."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -81,14 +81,18 @@ def make_certificate(name: str, ip: str, days: float = 365) -> tuple[str, str]:
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
     not_after = now + datetime.timedelta(days=days)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+    builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(min(now, not_after) - datetime.timedelta(hours=1))
             .not_valid_after(not_after)
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(ip))]),
                            critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if not ca:
+        builder = builder.add_extension(x509.ExtendedKeyUsage([x509.ExtendedKeyUsageOID.SERVER_AUTH,
+                                                         x509.ExtendedKeyUsageOID.CLIENT_AUTH]),
+                                  critical=False)
+    cert = builder.sign(key, hashes.SHA256())
     key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
     return cert.public_bytes(serialization.Encoding.PEM).decode(), key_pem.decode()

@@ -1,0 +1,321 @@
+"""The job channel: how nodes of different organisations propose, decide and end jobs.
+
+Each node serves a small HTTPS API (aiohttp) on ``CHANNEL_PORT``, open in its
+firewall to its peers only. TLS is mutual: the node presents its party
+certificate, and takes a caller only with a certificate of a party of its own
+federation file (chained to that party's trust anchor, and equal to the
+certificate the file holds for it: a certificate its CA signed for another
+host is no party's). The caller's party is who it is: nothing in a body says
+who is calling.
+
+The API (JSON bodies, at most ``MAX_BODY_BYTES``; an unknown field is refused):
+
+- ``POST /v1/proposals`` ``{"spec": FULL_SPEC}``: the caller proposes a job
+  it is a party of. This node validates the spec as its worker would, lets
+  its policy decide (``sfnode.policy``), writes the proposal and the decision
+  to its journal, and, accepted, queues the job on its own worker. The answer:
+  ``{"party", "job_id", "outcome": accepted|refused|waiting, "rule", "reason"}``.
+- ``GET /v1/jobs/JOB_ID``: this party's state of a job the caller is a party
+  of (a job of others does not exist for it: 404).
+- ``POST /v1/jobs/JOB_ID/cancel`` ``{"reason": TEXT}``: a party of the job
+  ends it here: a queued job never starts, a running one is killed by its
+  supervisor (``sfnode.supervise``, within its poll interval).
+
+Every refused call is answered with ``{"error": ...}`` and journalled; the
+server keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from sfnode import jobdir
+from sfnode.config import NodeConfig
+from sfnode.federation import Federation, Party
+from sfnode.jobdir import RESULT_NAME, STATUS_NAME, read_json, write_json_atomic
+from sfnode.journal import Journal, digest
+from sfnode.policy import ACCEPTED, REFUSED, Decision, Policy, decide
+from sfnode.spec import JOB_ID_RE, SpecError, validate_spec
+
+API = "/v1"
+MAX_BODY_BYTES = 1024 * 1024
+PROPOSALS_DIR = ".proposals"
+CANCEL_DIR = ".cancel"
+MAX_REASON_CHARS = 2000
+# States in which a peer's job counts against its max_concurrent_jobs here.
+LIVE = ("accepted", "waiting", "running")
+
+Enqueue = Callable[[dict[str, Any]], None]
+PEER_KEY = web.RequestKey("peer", str)  # the calling party, set on each request by the guard
+
+
+@dataclass
+class ChannelNode:
+    """What the server needs of its node: its config, federation, policy and journal, and
+    how an accepted job reaches its worker."""
+
+    config: NodeConfig
+    federation: Federation
+    policy: Policy
+    journal: Journal
+    enqueue: Enqueue
+    certificates: Mapping[bytes, str] = field(default_factory=dict)  # DER -> party id
+
+    def __post_init__(self) -> None:
+        if not self.certificates:
+            self.certificates = party_certificates(self.federation, self.config.node_id)
+
+    @property
+    def me(self) -> str:
+        return self.config.node_id
+
+    def proposal_path(self, job_id: str) -> Path:
+        return self.config.job_dir / PROPOSALS_DIR / f"{job_id}.json"
+
+    def cancel_path(self, job_id: str) -> Path:
+        return cancel_path(self.config, job_id)
+
+
+def cancel_path(config: NodeConfig, job_id: str) -> Path:
+    """Where a job's cancellation waits for its supervisor."""
+    return config.job_dir / CANCEL_DIR / f"{job_id}.json"
+
+
+def party_certificates(federation: Federation, me: str) -> dict[bytes, str]:
+    """Each peer's certificate (DER) and its party: who a caller is."""
+    found: dict[bytes, str] = {}
+    for party in federation.parties:
+        if party.id != me and party.certificate:
+            found[ssl.PEM_cert_to_DER_cert(party.certificate.strip())] = party.id
+    return found
+
+
+def trust_anchors(federation: Federation, me: str) -> str:
+    """The PEM trust anchors of every peer (a CA shared by several parties once)."""
+    anchors: list[str] = []
+    for party in federation.parties:
+        anchor = party.trust_anchor
+        if party.id != me and anchor and anchor.strip() not in anchors:
+            anchors.append(anchor.strip())
+    return "\n".join(anchors) + "\n"
+
+
+def server_context(config: NodeConfig, federation: Federation) -> ssl.SSLContext:
+    """TLS of the server: this party's certificate; a client certificate of a peer required."""
+    if config.tls_cert is None or config.tls_key is None:
+        raise ValueError(f"party {config.node_id} has no TLS certificate: the job channel "
+                         "needs TLS_CERT and TLS_KEY")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    context.load_verify_locations(cadata=trust_anchors(federation, config.node_id))
+    return context
+
+
+def client_context(config: NodeConfig, peer: Party) -> ssl.SSLContext:
+    """TLS of a call to ``peer``: this party's certificate; only ``peer``'s anchor trusted,
+    and its certificate must name the address dialled (its IP)."""
+    if config.tls_cert is None or config.tls_key is None or peer.trust_anchor is None:
+        raise ValueError(f"the job channel between {config.node_id} and {peer.id} needs "
+                         "TLS on both")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(config.tls_cert, config.tls_key)
+    context.load_verify_locations(cadata=peer.trust_anchor)
+    return context
+
+
+# --- the server ---------------------------------------------------------------------------
+
+
+class Refusal(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def make_app(node: ChannelNode) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[_guard(node)])
+    app.add_routes([
+        web.post(f"{API}/proposals", _handler(node, _propose)),
+        web.get(f"{API}/jobs/{{job_id}}", _handler(node, _job_state)),
+        web.post(f"{API}/jobs/{{job_id}}/cancel", _handler(node, _cancel)),
+    ])
+    return app
+
+
+def _caller(request: web.Request, node: ChannelNode) -> str | None:
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    return node.certificates.get(der) if der else None
+
+
+def _guard(node: ChannelNode) -> Any:
+    @web.middleware
+    async def guard(request: web.Request, handler: Any) -> web.StreamResponse:
+        peer = _caller(request, node)
+        try:
+            if peer is None:
+                raise Refusal(403, f"party {node.me} takes calls only from the parties of its "
+                                   "federation: this certificate is no party's")
+            request[PEER_KEY] = peer
+            return await handler(request)
+        except Refusal as refusal:
+            return _refused(node, peer, request, refusal.status, str(refusal))
+        except web.HTTPRequestEntityTooLarge:
+            return _refused(node, peer, request, 413,
+                            f"the body is larger than {MAX_BODY_BYTES} bytes")
+        except web.HTTPException as exc:
+            if exc.status >= 400:
+                return _refused(node, peer, request, exc.status, exc.reason)
+            raise
+    return guard
+
+
+def _refused(node: ChannelNode, peer: str | None, request: web.Request, status: int,
+             message: str) -> web.Response:
+    node.journal.record("refused_call", peer=peer,
+                        reason=f"{request.method} {request.path}: {status} {message}"[:MAX_REASON_CHARS])
+    return web.json_response({"party": node.me, "error": message}, status=status)
+
+
+def _handler(node: ChannelNode, action: Callable[..., Any]) -> Any:
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(await action(node, request, request[PEER_KEY]))
+    return handle
+
+
+async def _body(request: web.Request, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The JSON object of the request, with exactly ``fields``."""
+    raw = await request.read()
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise Refusal(400, f"the body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Refusal(400, "the body is not a JSON object")
+    unknown = sorted(set(body) - set(fields))
+    missing = sorted(set(fields) - set(body))
+    if unknown or missing:
+        parts = ([f"unknown field(s) {', '.join(unknown)}"] if unknown else []) + (
+            [f"missing field(s) {', '.join(missing)}"] if missing else [])
+        raise Refusal(400, f"{'; '.join(parts)}; expected exactly {', '.join(fields)}")
+    return body
+
+
+def _job_id(request: web.Request) -> str:
+    job_id = request.match_info["job_id"]
+    if not JOB_ID_RE.fullmatch(job_id):
+        raise Refusal(400, f"{job_id!r} is not a job id")
+    return job_id
+
+
+async def _propose(node: ChannelNode, request: web.Request, peer: str) -> dict[str, Any]:
+    body = await _body(request, ("spec",))
+    spec_data = body["spec"]
+    job_id = spec_data.get("job_id") if isinstance(spec_data, dict) else None
+    kind = spec_data.get("kind") if isinstance(spec_data, dict) else None
+    node.journal.record("proposal_received", job_id=job_id if isinstance(job_id, str) else None,
+                        peer=peer, kind=kind if isinstance(kind, str) else None,
+                        spec_digest=digest(spec_data))
+    decision = _decide(node, spec_data, peer)
+    record = {"job_id": job_id, "initiator": peer, "spec": spec_data, **decision.to_dict()}
+    if decision.outcome != REFUSED and isinstance(job_id, str):
+        path = node.proposal_path(job_id)
+        path.parent.mkdir(mode=0o750, exist_ok=True)
+        write_json_atomic(path, record)
+    node.journal.record("decision", job_id=job_id if isinstance(job_id, str) else None,
+                        peer=peer, **decision.to_dict())
+    if decision.outcome == ACCEPTED:
+        node.enqueue(spec_data)
+    return {"party": node.me, "job_id": job_id, **decision.to_dict()}
+
+
+def _decide(node: ChannelNode, spec_data: Any, peer: str) -> Decision:
+    try:
+        spec = validate_spec(spec_data, node.config, node.federation)
+    except SpecError as exc:
+        return Decision(REFUSED, "spec", f"party {node.me} refuses the spec: {exc}")
+    if peer not in spec.party_ids:
+        return Decision(REFUSED, "spec", f"party {peer} proposed a job it is not a party of")
+    if node.me not in spec.party_ids:
+        return Decision(REFUSED, "spec", f"party {node.me} is not a party of this job")
+    if node.proposal_path(spec.job_id).exists() or jobdir.workdir(node.config.job_dir,
+                                                                   spec.job_id).exists():
+        return Decision(REFUSED, "spec", f"job id {spec.job_id} was already used on party "
+                        f"{node.me}; job ids are single-use")
+    return decide(node.policy, spec, peer, _live_jobs_of(node, peer))
+
+
+def _live_jobs_of(node: ChannelNode, peer: str) -> int:
+    directory = node.config.job_dir / PROPOSALS_DIR
+    if not directory.is_dir():
+        return 0
+    count = 0
+    for path in directory.glob("*.json"):
+        record = read_json(path)
+        if isinstance(record, dict) and record.get("initiator") == peer:
+            state = job_state(node.config, record)
+            count += state["state"] in LIVE
+    return count
+
+
+def job_state(config: NodeConfig, record: Mapping[str, Any]) -> dict[str, Any]:
+    """This party's state of a proposed job: its decision, then its run (phase, result)."""
+    job_id = str(record.get("job_id"))
+    workdir = jobdir.workdir(config.job_dir, job_id)
+    status = read_json(workdir / STATUS_NAME) or {}
+    result = read_json(workdir / RESULT_NAME) or {}
+    state: dict[str, Any] = {"party": config.node_id, "job_id": job_id,
+                             "decision": {k: record.get(k) for k in ("outcome", "rule", "reason")}}
+    if isinstance(result, dict) and result.get("final"):
+        state.update(state="done" if result.get("ok") else "failed", phase=result.get("phase"))
+        if not result.get("ok"):
+            state["error"] = result.get("error")
+    elif isinstance(status, dict) and status.get("phase"):
+        state.update(state="running", phase=status.get("phase"))
+    elif record.get("outcome") == ACCEPTED:
+        state["state"] = "accepted"
+    else:
+        state["state"] = str(record.get("outcome"))
+    return state
+
+
+async def _job_state(node: ChannelNode, request: web.Request, peer: str) -> dict[str, Any]:
+    job_id = _job_id(request)
+    record = read_json(node.proposal_path(job_id))
+    if not isinstance(record, dict) or peer not in _parties(record.get("spec")):
+        raise Refusal(404, f"party {node.me} has no job {job_id} of party {peer}")
+    return job_state(node.config, record)
+
+
+async def _cancel(node: ChannelNode, request: web.Request, peer: str) -> dict[str, Any]:
+    job_id = _job_id(request)
+    body = await _body(request, ("reason",))
+    reason = body["reason"]
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_CHARS:
+        raise Refusal(400, f"reason is not valid; expected a text of 1..{MAX_REASON_CHARS} "
+                           "characters")
+    record = read_json(node.proposal_path(job_id))
+    if not isinstance(record, dict) or peer not in _parties(record.get("spec")):
+        raise Refusal(404, f"party {node.me} has no job {job_id} of party {peer}")
+    path = node.cancel_path(job_id)
+    path.parent.mkdir(mode=0o750, exist_ok=True)
+    write_json_atomic(path, {"job_id": job_id, "by": peer, "reason": reason})
+    node.journal.record("cancel_received", job_id=job_id, peer=peer, reason=reason)
+    return {"party": node.me, "job_id": job_id, "cancelled": True}
+
+
+def _parties(spec: Any) -> list[str]:
+    if not isinstance(spec, dict):
+        return []
+    return [p["id"] if isinstance(p, dict) else p for p in spec.get("parties") or []
+            if isinstance(p, (dict, str))]

@@ -1,0 +1,206 @@
+"""The job channel over real mutual TLS on this machine: who may call, what they get."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from conftest import FEDERATION, env_for, make_certificate
+from sfnode.channel import ChannelNode, cancel_path, make_app, server_context
+from sfnode.config import NodeConfig
+from sfnode.federation import parse_federation
+from sfnode.journal import Journal
+from sfnode.policy import parse_policy
+
+LOCAL = "127.0.0.1"  # every node's certificate names it here: the tests dial it
+
+
+@pytest.fixture(scope="module")
+def certs() -> dict[str, tuple[str, str]]:
+    """A node certificate (CA:FALSE) per party, and one of nobody's."""
+    return {name: make_certificate(name, LOCAL, ca=False)
+            for name in ("alice", "bob", "carol", "mallory")}
+
+
+
+
+class Bob:
+    """Node bob: its env, federation, policy, journal, and the jobs it queued."""
+
+    def __init__(self, tmp_path: Path, certs: dict[str, tuple[str, str]]) -> None:
+        data = json.loads(json.dumps(FEDERATION))
+        for entry in data["parties"]:
+            entry["certificate"] = certs[entry["id"]][0]
+        (tmp_path / "federation.json").write_text(json.dumps(data))
+        (tmp_path / "data" / "shared").mkdir(parents=True)
+        (tmp_path / "data" / "private").mkdir()
+        (tmp_path / "data" / "shared" / "ids.csv").write_text("id\n1\n2\n")
+        (tmp_path / "data" / "private" / "x.csv").write_text("id\n1\n")
+        (tmp_path / "jobs").mkdir()
+        tls = tmp_path / "tls"
+        tls.mkdir()
+        (tls / "node.crt").write_text(certs["bob"][0])
+        (tls / "node.key").write_text(certs["bob"][1])
+        self.config = NodeConfig.from_mapping(env_for(
+            tmp_path, NODE_ID="bob", NODE_IP="10.89.0.3", TLS_CERT=str(tls / "node.crt"),
+            TLS_KEY=str(tls / "node.key")))
+        self.queued: list[dict[str, Any]] = []
+        policy = parse_policy({"version": 1, "peers": {"alice": {
+            "kinds": {"psi": "accept", "spu_sum": "manual"}, "datasets": ["shared/*"],
+            "reveal_to": ["alice"]}}}, "bob")
+        self.node = ChannelNode(self.config, parse_federation(data), policy,
+                                Journal(tmp_path / "journal.jsonl", "bob"), self.queued.append)
+        self.certs = certs
+        self.tmp_path = tmp_path
+
+    def client_context(self, who: str | None) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.load_verify_locations(cadata=self.certs["bob"][0])
+        if who is not None:
+            cert_file, key_file = self.tmp_path / f"{who}.crt", self.tmp_path / f"{who}.key"
+            cert_file.write_text(self.certs[who][0])
+            key_file.write_text(self.certs[who][1])
+            context.load_cert_chain(cert_file, key_file)
+        return context
+
+    def journal(self) -> list[dict[str, Any]]:
+        return list(self.node.journal.entries())
+
+
+@contextmanager
+def serving(bob: Bob) -> Iterator[int]:
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(make_app(bob.node))
+    loop.run_until_complete(runner.setup())
+    listener = socket.socket()
+    listener.bind((LOCAL, 0))
+    site = web.SockSite(runner, listener, ssl_context=server_context(bob.config, bob.node.federation))
+    loop.run_until_complete(site.start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+
+def call(bob: Bob, port: int, who: str | None, method: str, path: str,
+         body: Any = None, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+    connection = http.client.HTTPSConnection(LOCAL, port, context=bob.client_context(who),
+                                             timeout=10)
+    payload = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    answer = json.loads(response.read() or b"{}")
+    connection.close()
+    return response.status, answer
+
+
+def psi_spec(job_id: str, bob_path: str = "shared/ids.csv") -> dict[str, Any]:
+    return {"job_id": job_id, "kind": "psi", "slot": 0, "deadline_seconds": 600,
+            "parties": [{"id": "alice", "ip": "10.89.0.2", "rayfed_port": 20000, "spu_port": 21000},
+                        {"id": "bob", "ip": "10.89.0.3", "rayfed_port": 20000, "spu_port": 21000}],
+            "params": {"inputs": {"alice": {"path": "a.csv", "keys": ["id"]},
+                                  "bob": {"path": bob_path, "keys": ["id"]}},
+                       "receiver": "alice", "protocol": "PROTOCOL_RR22", "broadcast_result": True}}
+
+
+@pytest.fixture
+def bob(tmp_path: Path, certs: dict[str, tuple[str, str]]) -> Bob:
+    return Bob(tmp_path, certs)
+
+
+def test_alice_proposes_a_psi_on_bobs_shared_file_and_it_is_queued(bob: Bob) -> None:
+    with serving(bob) as port:
+        status, answer = call(bob, port, "alice", "POST", "/v1/proposals", {"spec": psi_spec("j1")})
+        assert status == 200, answer
+        assert answer == {"party": "bob", "job_id": "j1", "outcome": "accepted",
+                          "rule": "peers.alice.kinds.psi",
+                          "reason": "party bob accepts jobs of kind psi from alice"}
+        assert [spec["job_id"] for spec in bob.queued] == ["j1"]
+        status, state = call(bob, port, "alice", "GET", "/v1/jobs/j1")
+        assert status == 200 and state["state"] == "accepted", state
+    events = [(e["event"], e.get("outcome")) for e in bob.journal()]
+    assert events == [("proposal_received", None), ("decision", "accepted")]
+    assert "params" not in json.dumps(bob.journal())  # the spec's digest only
+
+
+def test_a_private_file_is_refused_naming_bob_the_rule_and_the_path(bob: Bob) -> None:
+    with serving(bob) as port:
+        status, answer = call(bob, port, "alice", "POST", "/v1/proposals",
+                              {"spec": psi_spec("j2", "private/x.csv")})
+    assert status == 200 and answer["outcome"] == "refused", answer
+    assert answer["party"] == "bob" and answer["rule"] == "peers.alice.datasets"
+    assert "private/x.csv" in answer["reason"]
+    assert bob.queued == []
+
+
+def test_carol_is_not_in_bobs_policy(bob: Bob) -> None:
+    spec = psi_spec("j3")
+    spec["parties"][0] = {"id": "carol", "ip": "10.89.0.4", "rayfed_port": 30000, "spu_port": 31000}
+    spec["params"]["inputs"] = {"carol": {"path": "c.csv", "keys": ["id"]},
+                                "bob": {"path": "shared/ids.csv", "keys": ["id"]}}
+    spec["params"]["receiver"] = "carol"
+    with serving(bob) as port:
+        status, answer = call(bob, port, "carol", "POST", "/v1/proposals", {"spec": spec})
+    assert answer["outcome"] == "refused" and answer["rule"] == "peers", answer
+    assert [(e["event"], e.get("peer"), e.get("rule")) for e in bob.journal()][-1] == (
+        "decision", "carol", "peers")
+
+
+def test_a_job_of_others_does_not_exist_for_a_caller(bob: Bob) -> None:
+    with serving(bob) as port:
+        call(bob, port, "alice", "POST", "/v1/proposals", {"spec": psi_spec("j4")})
+        status, answer = call(bob, port, "carol", "GET", "/v1/jobs/j4")
+        assert status == 404 and "no job j4 of party carol" in answer["error"]
+        status, answer = call(bob, port, "carol", "POST", "/v1/jobs/j4/cancel", {"reason": "x"})
+        assert status == 404
+        status, answer = call(bob, port, "alice", "POST", "/v1/jobs/j4/cancel",
+                              {"reason": "alice's input is gone"})
+        assert status == 200 and answer["cancelled"] is True
+    marker = json.loads(cancel_path(bob.config, "j4").read_text())
+    assert marker == {"job_id": "j4", "by": "alice", "reason": "alice's input is gone"}
+
+
+@pytest.mark.parametrize("raw, error", [
+    (b"{not json", "the body is not JSON"),
+    (b"[1, 2]", "the body is not a JSON object"),
+    (json.dumps({"spec": {}, "colour": "red"}).encode(), "unknown field(s) colour"),
+    (json.dumps({"spec": {}, "x": "y" * (1024 * 1024)}).encode(), "larger than 1048576 bytes"),
+])
+def test_a_bad_body_gets_its_refusal_and_the_node_keeps_serving(bob: Bob, raw: bytes,
+                                                                error: str) -> None:
+    with serving(bob) as port:
+        status, answer = call(bob, port, "alice", "POST", "/v1/proposals", raw=raw)
+        assert status in (400, 413) and error in answer["error"], answer
+        status, answer = call(bob, port, "alice", "POST", "/v1/proposals", {"spec": psi_spec("j5")})
+        assert status == 200 and answer["outcome"] == "accepted"
+    assert bob.journal()[0]["event"] == "refused_call"
+
+
+def test_no_client_certificate_is_refused_in_the_handshake(bob: Bob) -> None:
+    with serving(bob) as port:
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            call(bob, port, None, "GET", "/v1/jobs/j1")
+        assert call(bob, port, "alice", "GET", "/v1/jobs/j1")[0] == 404  # still serving
+
+
+def test_a_certificate_of_no_party_is_refused_in_the_handshake(bob: Bob) -> None:
+    with serving(bob) as port:
+        with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+            call(bob, port, "mallory", "GET", "/v1/jobs/j1")
+        assert call(bob, port, "alice", "GET", "/v1/jobs/j1")[0] == 404
