@@ -14,11 +14,12 @@ from typing import Any
 
 from celery import Celery, signals, states
 
-from sfnode import retention, supervise, warm
+from sfnode import channel, retention, supervise, warm
 from sfnode.broker import (HEALTH_TASK, RESULT_EXPIRES_SECONDS, RUN_JOB_TASK, TASKS,
                            WIRE_SETTINGS, transport_options)
 from sfnode.config import ConfigError, NodeConfig, redact_url
 from sfnode.federation import FederationError, check_node, load_federation
+from sfnode.journal import Journal, digest
 from sfnode.health import probe_ray, versions
 
 _config: NodeConfig | None = None
@@ -111,6 +112,26 @@ def _answer_abandoned_jobs(**_: Any) -> None:
               file=sys.stderr, flush=True)
 
 
+def _journal_and_fail_fast(config: NodeConfig, spec: dict[str, Any],
+                           answer: dict[str, Any]) -> None:
+    job_id = spec.get("job_id")
+    if not isinstance(job_id, str) or answer.get("replayed"):
+        return
+    journal = Journal(config.journal_path, config.node_id)
+    ok = bool(answer.get("ok"))
+    journal.record("ended", job_id=job_id, kind=spec.get("kind"), ok=ok,
+                   phase=answer.get("phase"),
+                   result_digest=digest(answer.get("result")) if ok else None,
+                   error=None if ok else str(answer.get("error"))[:channel.MAX_REASON_CHARS],
+                   by=answer.get("cancelled_by"))
+    if ok or answer.get("cancelled_by") or answer.get("reused"):
+        return  # a job another party ended needs no word back; a reused id is not that job
+    parties = [p.get("id") if isinstance(p, dict) else p for p in spec.get("parties") or []]
+    channel.tell_peers_to_end(config, load_federation(config.federation_file), job_id,
+                              [p for p in parties if isinstance(p, str)],
+                              f"party {config.node_id}: {answer.get('error')}", journal)
+
+
 # The runner waiting for this pool process's next job (it runs one job at a time).
 _standby = supervise.Standby()
 
@@ -126,13 +147,17 @@ def _prepare_first_job(**_: Any) -> None:
 
 
 @signals.task_postrun.connect
-def _after_job(sender: Any = None, args: Any = None, **_: Any) -> None:
-    """After a job's answer is stored (not in the submitter's time): old work dirs pruned,
-    so the disk never fills between worker starts; the warm workers and a runner for the
+def _after_job(sender: Any = None, args: Any = None, retval: Any = None, **_: Any) -> None:
+    """After a job's answer is stored (not in the submitter's time): the journal; a job
+    that failed here is ended on its other parties (fail fast); old work dirs pruned, so
+    the disk never fills between worker starts; the warm workers and a runner for the
     next job."""
     if _config is None or getattr(sender, "name", None) != RUN_JOB_TASK:
         return
     spec = args[0] if isinstance(args, (list, tuple)) and args else None
+    if isinstance(spec, dict) and isinstance(retval, dict):
+        with contextlib.suppress(Exception):  # the journal and peers never break the worker
+            _journal_and_fail_fast(_config, spec, retval)
     with contextlib.suppress(OSError):
         retention.prune(_config, keep=[spec.get("job_id")] if isinstance(spec, dict) else [])
     supervise.prepare_next(_config, _standby)

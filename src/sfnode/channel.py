@@ -27,6 +27,7 @@ server keeps serving.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import ssl
 from collections.abc import Callable, Mapping
@@ -47,10 +48,9 @@ from sfnode.spec import JOB_ID_RE, SpecError, validate_spec
 API = "/v1"
 MAX_BODY_BYTES = 1024 * 1024
 PROPOSALS_DIR = ".proposals"
-CANCEL_DIR = ".cancel"
 MAX_REASON_CHARS = 2000
 # States in which a peer's job counts against its max_concurrent_jobs here.
-LIVE = ("accepted", "waiting", "running")
+LIVE = ("accepted", "queued", "waiting", "running", "ending")
 
 Enqueue = Callable[[dict[str, Any]], None]
 PEER_KEY = web.RequestKey("peer", str)  # the calling party, set on each request by the guard
@@ -80,12 +80,7 @@ class ChannelNode:
         return self.config.job_dir / PROPOSALS_DIR / f"{job_id}.json"
 
     def cancel_path(self, job_id: str) -> Path:
-        return cancel_path(self.config, job_id)
-
-
-def cancel_path(config: NodeConfig, job_id: str) -> Path:
-    """Where a job's cancellation waits for its supervisor."""
-    return config.job_dir / CANCEL_DIR / f"{job_id}.json"
+        return jobdir.cancel_path(self.config.job_dir, job_id)
 
 
 def party_certificates(federation: Federation, me: str) -> dict[bytes, str]:
@@ -263,55 +258,71 @@ def _live_jobs_of(node: ChannelNode, peer: str) -> int:
     for path in directory.glob("*.json"):
         record = read_json(path)
         if isinstance(record, dict) and record.get("initiator") == peer:
-            state = job_state(node.config, record)
+            state = job_state(node.config, str(record.get("job_id")), record)
             count += state["state"] in LIVE
     return count
 
 
-def job_state(config: NodeConfig, record: Mapping[str, Any]) -> dict[str, Any]:
-    """This party's state of a proposed job: its decision, then its run (phase, result)."""
-    job_id = str(record.get("job_id"))
+def job_state(config: NodeConfig, job_id: str,
+              decision: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """This party's state of a job: its decision (a proposed job), then its run."""
     workdir = jobdir.workdir(config.job_dir, job_id)
     status = read_json(workdir / STATUS_NAME) or {}
     result = read_json(workdir / RESULT_NAME) or {}
-    state: dict[str, Any] = {"party": config.node_id, "job_id": job_id,
-                             "decision": {k: record.get(k) for k in ("outcome", "rule", "reason")}}
+    state: dict[str, Any] = {"party": config.node_id, "job_id": job_id}
+    if decision is not None:
+        state["decision"] = {k: decision.get(k) for k in ("outcome", "rule", "reason")}
     if isinstance(result, dict) and result.get("final"):
         state.update(state="done" if result.get("ok") else "failed", phase=result.get("phase"))
         if not result.get("ok"):
             state["error"] = result.get("error")
     elif isinstance(status, dict) and status.get("phase"):
         state.update(state="running", phase=status.get("phase"))
-    elif record.get("outcome") == ACCEPTED:
-        state["state"] = "accepted"
+    elif decision is not None:
+        state["state"] = str(decision.get("outcome"))  # accepted (queued), waiting, refused
     else:
-        state["state"] = str(record.get("outcome"))
+        state["state"] = "queued"  # submitted to this node's worker directly
+    if read_json(jobdir.cancel_path(config.job_dir, job_id)) is not None and state["state"] in (
+            "accepted", "queued", "waiting", "running"):
+        state["state"] = "ending"
     return state
+
+
+def known_job(config: NodeConfig, job_id: str) -> tuple[Any, dict[str, Any] | None]:
+    """A job's spec as this node knows it (a proposal it decided, else the spec its worker
+    received) and its proposal record; (None, None) for a job it never saw."""
+    record = read_json(config.job_dir / PROPOSALS_DIR / f"{job_id}.json")
+    if isinstance(record, dict):
+        return record.get("spec"), record
+    return read_json(jobdir.workdir(config.job_dir, job_id) / jobdir.SPEC_NAME), None
 
 
 async def _job_state(node: ChannelNode, request: web.Request, peer: str) -> dict[str, Any]:
     job_id = _job_id(request)
-    record = read_json(node.proposal_path(job_id))
-    if not isinstance(record, dict) or peer not in _parties(record.get("spec")):
+    spec, record = known_job(node.config, job_id)
+    if peer not in _parties(spec):
         raise Refusal(404, f"party {node.me} has no job {job_id} of party {peer}")
-    return job_state(node.config, record)
+    return job_state(node.config, job_id, record)
 
 
 async def _cancel(node: ChannelNode, request: web.Request, peer: str) -> dict[str, Any]:
+    """A job this node knows ends if the caller is one of its parties; one it has not seen
+    yet (queued behind others) never starts if the caller turns out to be one."""
     job_id = _job_id(request)
     body = await _body(request, ("reason",))
     reason = body["reason"]
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_CHARS:
         raise Refusal(400, f"reason is not valid; expected a text of 1..{MAX_REASON_CHARS} "
                            "characters")
-    record = read_json(node.proposal_path(job_id))
-    if not isinstance(record, dict) or peer not in _parties(record.get("spec")):
+    spec, _record = known_job(node.config, job_id)
+    if spec is not None and peer not in _parties(spec):
         raise Refusal(404, f"party {node.me} has no job {job_id} of party {peer}")
     path = node.cancel_path(job_id)
     path.parent.mkdir(mode=0o750, exist_ok=True)
-    write_json_atomic(path, {"job_id": job_id, "by": peer, "reason": reason})
+    if not path.exists():  # the first word stands
+        write_json_atomic(path, {"job_id": job_id, "by": peer, "reason": reason})
     node.journal.record("cancel_received", job_id=job_id, peer=peer, reason=reason)
-    return {"party": node.me, "job_id": job_id, "cancelled": True}
+    return {"party": node.me, "job_id": job_id, "cancelled": True, "known": spec is not None}
 
 
 def _parties(spec: Any) -> list[str]:
@@ -319,3 +330,65 @@ def _parties(spec: Any) -> list[str]:
         return []
     return [p["id"] if isinstance(p, dict) else p for p in spec.get("parties") or []
             if isinstance(p, (dict, str))]
+
+
+# --- the client ---------------------------------------------------------------------------
+
+
+CALL_TIMEOUT_SECONDS = 5.0
+
+
+def peer_url(peer: Party, path: str) -> str:
+    host = f"[{peer.ip}]" if ":" in peer.ip else peer.ip
+    return f"https://{host}:{peer.channel_port}{API}{path}"
+
+
+async def _post_all(config: NodeConfig, calls: Mapping[str, tuple[Party, str, dict[str, Any]]],
+                    timeout: float) -> dict[str, dict[str, Any]]:
+    import aiohttp  # noqa: PLC0415
+
+    async def one(peer: Party, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            connector = aiohttp.TCPConnector(ssl=client_context(config, peer))
+            async with aiohttp.ClientSession(
+                    connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+                async with session.post(peer_url(peer, path), json=body) as response:
+                    answer = await response.json(content_type=None)
+                    if response.status != 200:
+                        return {"ok": False, "status": response.status,
+                                "error": (answer or {}).get("error", response.reason)}
+                    return {"ok": True, **(answer or {})}
+        except Exception as exc:  # noqa: BLE001  a peer that cannot be told is reported
+            return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+    names = list(calls)
+    answers = await asyncio.gather(*(one(*calls[name]) for name in names))
+    return dict(zip(names, answers))
+
+
+def post_to_peers(config: NodeConfig, calls: Mapping[str, tuple[Party, str, dict[str, Any]]],
+                  timeout: float = CALL_TIMEOUT_SECONDS) -> dict[str, dict[str, Any]]:
+    """POST each ``(peer, path, body)`` at once; each peer's answer (``ok`` false: it could
+    not be told, or refused)."""
+    if not calls:
+        return {}
+    return asyncio.run(_post_all(config, calls, timeout))
+
+
+def tell_peers_to_end(config: NodeConfig, federation: Federation, job_id: str,
+                      parties: list[str], reason: str, journal: Journal | None = None,
+                      post: Callable[..., dict[str, dict[str, Any]]] = post_to_peers,
+                      ) -> dict[str, dict[str, Any]]:
+    """Fail fast: ask every other party of a job that has a job channel to end it."""
+    calls = {}
+    for pid in parties:
+        peer = federation.get(pid)
+        if pid != config.node_id and peer is not None and peer.channel_port and config.tls_enabled:
+            calls[pid] = (peer, f"/jobs/{job_id}/cancel", {"reason": reason[:MAX_REASON_CHARS]})
+    answers = post(config, calls)
+    if journal is not None:
+        for pid, answer in answers.items():
+            journal.record("cancel_sent", job_id=job_id, peer=pid, reason=reason[:MAX_REASON_CHARS],
+                           outcome="told" if answer.get("ok") else "not told",
+                           error=None if answer.get("ok") else str(answer.get("error")))
+    return answers

@@ -51,6 +51,8 @@ class Party:
     certificate: str | None = None
     # The certificate of the CA that signed it; None: the certificate is self-signed.
     ca_certificate: str | None = None
+    # The port of its job channel (sfnode.channel) on its ip; None: it has none.
+    channel_port: int | None = None
 
     @property
     def trust_anchor(self) -> str | None:
@@ -87,6 +89,8 @@ class Party:
             data["certificate"] = self.certificate
         if self.ca_certificate is not None:
             data["ca_certificate"] = self.ca_certificate
+        if self.channel_port is not None:
+            data["channel_port"] = self.channel_port
         return data
 
 
@@ -216,8 +220,17 @@ def _parse_party(where: str, raw: Any, seen: set[str], problems: Problems) -> Pa
         problems.add(f"{where}.ca_certificate", _shown_pem(ca_certificate), "is set but the party "
                      "has no certificate; expected both (a CA-signed party) or neither",
                      "no ca_certificate without a certificate")
+    channel_port = raw.get("channel_port")
+    if channel_port is not None and not (is_int(channel_port) and PORT_MIN <= channel_port <= PORT_MAX):
+        problems.add(f"{where}.channel_port", channel_port, f"is not valid; expected a port in "
+                     f"{PORT_MIN}..{PORT_MAX} or null", f"{PORT_MIN}..{PORT_MAX}")
+        channel_port = None
+    if channel_port is not None and certificate is None:
+        problems.add(f"{where}.channel_port", channel_port, "is set but the party has no "
+                     "certificate; expected a certificate too (the job channel is mutual TLS)",
+                     "a certificate")
     if pid and ip and rayfed and spu:
-        return Party(pid, ip, rayfed, spu, certificate, ca_certificate)
+        return Party(pid, ip, rayfed, spu, certificate, ca_certificate, channel_port)
     return None
 
 

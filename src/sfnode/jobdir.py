@@ -29,6 +29,9 @@ PEERS_CERT_NAME = "peers.pem"
 # Readable by the Ray head's user through the work dir's (setgid) group, by no one else.
 PEERS_CERT_MODE = 0o640
 SLOTS_DIR = ".slots"
+# A job's cancellation (who ended it and why), written by the job channel or ``sfnode
+# cancel``, honoured by the job's supervisor: ``JOB_DIR/.cancel/<job_id>.json``.
+CANCEL_DIR = ".cancel"
 # The phases status.json and result.json name, in order; the supervisor adds
 # "validate" (refused before starting) and "start" (nothing written yet).
 PHASES = ("import", "init", "run", "shutdown", "done")
@@ -43,6 +46,11 @@ def process_start(pid: int) -> int | None:
         return int(stat.rpartition(")")[2].split()[19])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def cancel_path(job_root: Path, job_id: str) -> Path:
+    """Where the cancellation of ``job_id`` waits for its supervisor."""
+    return job_root / CANCEL_DIR / f"{job_id}.json"
 
 
 def workdir(job_root: Path, job_id: str) -> Path:

@@ -283,6 +283,10 @@ def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock:
     workdir = jobdir.workdir(config.job_dir, spec.job_id)
     if workdir.exists():
         return _earlier_run(spec, spec_dict, config, workdir, started)
+    cancelled = cancellation(spec, config)
+    if cancelled is not None:
+        return _failure(spec_dict, config, "start", _cancelled_error(spec, config, cancelled),
+                        started, cancelled_by=cancelled["by"])
     jobdir.make_workdir(workdir)
     spec_path = workdir / SPEC_NAME
     write_json_atomic(spec_path, spec_dict)
@@ -315,9 +319,14 @@ def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock:
                 )
         deadline = started + spec.deadline_seconds
         timed_out = False
+        cancelled = None
         while proc.poll() is None:
             if time.monotonic() >= deadline:
                 timed_out = True
+                kill_process_group(proc, grace_seconds)
+                break
+            cancelled = cancellation(spec, config)
+            if cancelled is not None:
                 kill_process_group(proc, grace_seconds)
                 break
             # wakes as soon as the runner exits, not at the next tick
@@ -325,7 +334,37 @@ def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock:
                 proc.wait(timeout=poll_seconds)
     finally:
         close_gate(spec, config, ask_gate, log_path)
+    if cancelled is not None:
+        return _cancelled_answer(spec, config, workdir, started, cancelled)
     return _answer(spec, config, workdir, started, timed_out, f"code {proc.returncode}")
+
+
+def cancellation(spec: JobSpec, config: NodeConfig) -> dict[str, Any] | None:
+    """The job's cancellation, if a party of the job (or this node's operator) asked for it:
+    ``{"by": PARTY, "reason": TEXT}``. One by anyone else is no cancellation."""
+    marker = read_json(jobdir.cancel_path(config.job_dir, spec.job_id))
+    if not isinstance(marker, dict) or marker.get("by") not in spec.party_ids:
+        return None
+    return {"by": marker["by"], "reason": str(marker.get("reason") or "no reason given")}
+
+
+def _cancelled_error(spec: JobSpec, config: NodeConfig, cancelled: Mapping[str, Any]) -> str:
+    by = cancelled["by"]
+    who = "its operator" if by == config.node_id else f"party {by}"
+    return f"job {spec.job_id!r} on party {config.node_id} was ended by {who}: {cancelled['reason']}"
+
+
+def _cancelled_answer(spec: JobSpec, config: NodeConfig, workdir: Path, started: float,
+                      cancelled: Mapping[str, Any]) -> dict[str, Any]:
+    """A job ended by a cancellation: final, so a redelivered task replays it."""
+    status = read_json(workdir / STATUS_NAME) or {}
+    phase = status.get("phase") or "start"
+    error = _cancelled_error(spec, config, cancelled)
+    write_json_atomic(workdir / RESULT_NAME, {"ok": False, "final": True, "phase": phase,
+                                              "error": error, "cancelled_by": cancelled["by"]})
+    return {"job_id": spec.job_id, "party": config.node_id, "kind": spec.kind,
+            "workdir": str(workdir), "ok": False, "phase": phase, "error": error,
+            "cancelled_by": cancelled["by"], "seconds": round(time.monotonic() - started, 3)}
 
 
 def gate_request(action: str, spec: JobSpec, config: NodeConfig) -> gate.GateRequest:
@@ -556,7 +595,7 @@ def _earlier_run(spec: JobSpec, spec_dict: dict[str, Any], config: NodeConfig, w
         answer["result" if result.get("ok") else "error"] = (
             result.get("result") if result.get("ok") else result.get("error"))
         return answer
-    return {**base, "ok": False, "phase": "validate",
+    return {**base, "ok": False, "phase": "validate", "reused": True,
             "error": f"job_id {spec.job_id!r} was already used on party {config.node_id} "
                      f"({workdir} exists" + ("" if earlier_spec == spec_dict else
                                               " with a different spec") +

@@ -92,3 +92,27 @@ def test_health_reports_versions_without_joining_ray(
     assert answer["ok"] is False
     assert answer["federation_problems"] == []
     assert ("ray" in sys.modules) == ray_loaded
+
+
+def test_a_job_that_fails_here_is_journalled_and_ended_on_its_other_parties(
+        config: NodeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sfnode import channel
+    from sfnode.journal import Journal
+
+    told: list[tuple[str, list[str], str]] = []
+    monkeypatch.setattr(channel, "tell_peers_to_end",
+                        lambda cfg, fed, job_id, parties, reason, journal: told.append(
+                            (job_id, parties, reason)))
+    spec = full_spec()
+    failed = {"ok": False, "phase": "validate", "error": "slot 0 on party alice is busy"}
+    app_module._journal_and_fail_fast(config, spec, failed)
+    assert told == [("ping-0001", ["alice", "bob"], "party alice: slot 0 on party alice is busy")]
+    # ended by another party, a reused id, a success: nobody is told
+    for answer in ({**failed, "cancelled_by": "bob"}, {**failed, "reused": True},
+                   {"ok": True, "phase": "done", "result": {"pong": True}}):
+        app_module._journal_and_fail_fast(config, spec, answer)
+    assert len(told) == 1
+    ended = [e for e in Journal(config.journal_path, "alice").entries() if e["event"] == "ended"]
+    assert [(e["ok"], e.get("by")) for e in ended] == [(False, None), (False, "bob"),
+                                                       (False, None), (True, None)]
+    assert ended[-1]["result_digest"].startswith("sha256:")

@@ -17,7 +17,8 @@ import pytest
 from aiohttp import web
 
 from conftest import FEDERATION, env_for, make_certificate
-from sfnode.channel import ChannelNode, cancel_path, make_app, server_context
+from sfnode.channel import ChannelNode, make_app, server_context
+from sfnode.jobdir import cancel_path
 from sfnode.config import NodeConfig
 from sfnode.federation import parse_federation
 from sfnode.journal import Journal
@@ -172,7 +173,7 @@ def test_a_job_of_others_does_not_exist_for_a_caller(bob: Bob) -> None:
         status, answer = call(bob, port, "alice", "POST", "/v1/jobs/j4/cancel",
                               {"reason": "alice's input is gone"})
         assert status == 200 and answer["cancelled"] is True
-    marker = json.loads(cancel_path(bob.config, "j4").read_text())
+    marker = json.loads(cancel_path(bob.config.job_dir, "j4").read_text())
     assert marker == {"job_id": "j4", "by": "alice", "reason": "alice's input is gone"}
 
 
@@ -204,3 +205,35 @@ def test_a_certificate_of_no_party_is_refused_in_the_handshake(bob: Bob) -> None
         with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
             call(bob, port, "mallory", "GET", "/v1/jobs/j1")
         assert call(bob, port, "alice", "GET", "/v1/jobs/j1")[0] == 404
+
+
+def test_a_failing_party_tells_its_peers_to_end_the_job(bob: Bob, tmp_path: Path) -> None:
+    from sfnode.channel import tell_peers_to_end
+
+    alice_dir = tmp_path / "alice"
+    alice_dir.mkdir()
+    cert_file, key_file = alice_dir / "node.crt", alice_dir / "node.key"
+    cert_file.write_text(bob.certs["alice"][0])
+    key_file.write_text(bob.certs["alice"][1])
+    alice = NodeConfig.from_mapping(env_for(alice_dir, TLS_CERT=str(cert_file),
+                                            TLS_KEY=str(key_file)))
+    closed = socket.socket()
+    closed.bind((LOCAL, 0))  # bound, never listening: carol's channel is down
+    with serving(bob) as port:
+        call(bob, port, "alice", "POST", "/v1/proposals", {"spec": psi_spec("j6")})
+        data = json.loads(json.dumps(FEDERATION))
+        for entry in data["parties"]:
+            entry.update(certificate=bob.certs[entry["id"]][0], ip=LOCAL)
+        data["parties"][1]["channel_port"] = port
+        data["parties"][2]["channel_port"] = closed.getsockname()[1]
+        journal = Journal(alice_dir / "journal.jsonl", "alice")
+        answers = tell_peers_to_end(alice, parse_federation(data), "j6", ["alice", "bob", "carol"],
+                                    "party alice: its input is unreadable", journal)
+    closed.close()
+    assert answers["bob"]["ok"] is True and answers["bob"]["cancelled"] is True, answers
+    assert answers["carol"]["ok"] is False and answers["carol"]["error"]
+    assert set(answers) == {"bob", "carol"}
+    marker = json.loads(cancel_path(bob.config.job_dir, "j6").read_text())
+    assert marker["by"] == "alice" and marker["reason"] == "party alice: its input is unreadable"
+    sent = [(e["peer"], e["outcome"]) for e in journal.entries()]
+    assert sorted(sent) == [("bob", "told"), ("carol", "not told")]

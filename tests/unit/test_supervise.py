@@ -368,3 +368,50 @@ def test_a_job_whose_gate_does_not_open_never_starts(tmp_path: Path, federation:
     again = run_job(full_spec(), config, federation=federation, runner_command=standin(SUCCEEDS),
                     poll_seconds=0.05)
     assert again["replayed"] is True and again["error"] == answer["error"], again
+
+
+def _cancel(config: NodeConfig, job_id: str, by: str, reason: str) -> None:
+    from sfnode.jobdir import cancel_path
+    path = cancel_path(config.job_dir, job_id)
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps({"job_id": job_id, "by": by, "reason": reason}))
+
+
+def test_a_job_cancelled_by_a_party_ends_at_once_naming_it(config: NodeConfig,
+                                                          federation: Federation) -> None:
+    answers: list[dict[str, object]] = []
+    runner = threading.Thread(target=lambda: answers.append(run_job(
+        full_spec(deadline_seconds=60), config, federation=federation,
+        runner_command=standin(HANGS_IN_RUN), grace_seconds=0.5, poll_seconds=0.05)))
+    started = time.monotonic()
+    runner.start()
+    workdir = config.job_dir / "ping-0001"
+    while not (workdir / "grandchild.pid").exists():
+        assert time.monotonic() - started < 10, "the runner never started"
+        time.sleep(0.05)
+    _cancel(config, "ping-0001", "bob", "bob's input is unreadable")
+    runner.join(15)
+    assert not runner.is_alive() and time.monotonic() - started < 15
+    answer = answers[0]
+    assert answer["ok"] is False and answer["cancelled_by"] == "bob" and answer["phase"] == "run"
+    assert answer["error"] == ("job 'ping-0001' on party alice was ended by party bob: "
+                               "bob's input is unreadable")
+    assert json.loads((workdir / "result.json").read_text())["final"] is True
+    grandchild = int((workdir / "grandchild.pid").read_text())
+    deadline = time.monotonic() + 5
+    while not is_gone(grandchild):
+        assert time.monotonic() < deadline, "the runner's group outlived the cancellation"
+        time.sleep(0.05)
+
+
+def test_a_cancelled_job_never_starts_and_a_stranger_cannot_cancel(
+        config: NodeConfig, federation: Federation) -> None:
+    _cancel(config, "ping-0001", "alice", "not today")
+    answer = run_job(full_spec(), config, federation=federation, runner_command=standin(SUCCEEDS))
+    assert answer["ok"] is False and answer["phase"] == "start"
+    assert "ended by its operator: not today" in answer["error"]
+    assert not (config.job_dir / "ping-0001").exists()
+    spec = full_spec(job_id="ping-0002")
+    _cancel(config, "ping-0002", "mallory", "because")
+    assert run_job(spec, config, federation=federation, runner_command=standin(SUCCEEDS),
+                   poll_seconds=0.05)["ok"] is True
