@@ -221,7 +221,8 @@ async def _propose(node: ChannelNode, request: web.Request, peer: str) -> dict[s
     node.journal.record("proposal_received", job_id=job_id if isinstance(job_id, str) else None,
                         peer=peer, kind=kind if isinstance(kind, str) else None,
                         spec_digest=digest(spec_data))
-    decision = _decide(node, spec_data, peer)
+    # validation opens this party's input files: off the event loop
+    decision = await asyncio.to_thread(_decide, node, spec_data, peer)
     record = {"job_id": job_id, "initiator": peer, "spec": spec_data, **decision.to_dict()}
     if decision.outcome != REFUSED and isinstance(job_id, str):
         path = node.proposal_path(job_id)
@@ -230,7 +231,7 @@ async def _propose(node: ChannelNode, request: web.Request, peer: str) -> dict[s
     node.journal.record("decision", job_id=job_id if isinstance(job_id, str) else None,
                         peer=peer, **decision.to_dict())
     if decision.outcome == ACCEPTED:
-        node.enqueue(spec_data)
+        await asyncio.to_thread(node.enqueue, spec_data)
     return {"party": node.me, "job_id": job_id, **decision.to_dict()}
 
 
@@ -300,7 +301,7 @@ def known_job(config: NodeConfig, job_id: str) -> tuple[Any, dict[str, Any] | No
 async def _job_state(node: ChannelNode, request: web.Request, peer: str) -> dict[str, Any]:
     job_id = _job_id(request)
     spec, record = known_job(node.config, job_id)
-    if peer not in _parties(spec):
+    if peer not in job_parties(spec):
         raise Refusal(404, f"party {node.me} has no job {job_id} of party {peer}")
     return job_state(node.config, job_id, record)
 
@@ -315,7 +316,7 @@ async def _cancel(node: ChannelNode, request: web.Request, peer: str) -> dict[st
         raise Refusal(400, f"reason is not valid; expected a text of 1..{MAX_REASON_CHARS} "
                            "characters")
     spec, _record = known_job(node.config, job_id)
-    if spec is not None and peer not in _parties(spec):
+    if spec is not None and peer not in job_parties(spec):
         raise Refusal(404, f"party {node.me} has no job {job_id} of party {peer}")
     path = node.cancel_path(job_id)
     path.parent.mkdir(mode=0o750, exist_ok=True)
@@ -325,7 +326,7 @@ async def _cancel(node: ChannelNode, request: web.Request, peer: str) -> dict[st
     return {"party": node.me, "job_id": job_id, "cancelled": True, "known": spec is not None}
 
 
-def _parties(spec: Any) -> list[str]:
+def job_parties(spec: Any) -> list[str]:
     if not isinstance(spec, dict):
         return []
     return [p["id"] if isinstance(p, dict) else p for p in spec.get("parties") or []
@@ -343,22 +344,24 @@ def peer_url(peer: Party, path: str) -> str:
     return f"https://{host}:{peer.channel_port}{API}{path}"
 
 
-async def _post_all(config: NodeConfig, calls: Mapping[str, tuple[Party, str, dict[str, Any]]],
+async def _call_all(config: NodeConfig,
+                    calls: Mapping[str, tuple[str, Party, str, dict[str, Any] | None]],
                     timeout: float) -> dict[str, dict[str, Any]]:
     import aiohttp  # noqa: PLC0415
 
-    async def one(peer: Party, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def one(method: str, peer: Party, path: str,
+                  body: dict[str, Any] | None) -> dict[str, Any]:
         try:
             connector = aiohttp.TCPConnector(ssl=client_context(config, peer))
             async with aiohttp.ClientSession(
                     connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-                async with session.post(peer_url(peer, path), json=body) as response:
+                async with session.request(method, peer_url(peer, path), json=body) as response:
                     answer = await response.json(content_type=None)
                     if response.status != 200:
                         return {"ok": False, "status": response.status,
                                 "error": (answer or {}).get("error", response.reason)}
                     return {"ok": True, **(answer or {})}
-        except Exception as exc:  # noqa: BLE001  a peer that cannot be told is reported
+        except Exception as exc:  # noqa: BLE001  a peer that cannot be reached is reported
             return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
     names = list(calls)
@@ -366,13 +369,31 @@ async def _post_all(config: NodeConfig, calls: Mapping[str, tuple[Party, str, di
     return dict(zip(names, answers))
 
 
-def post_to_peers(config: NodeConfig, calls: Mapping[str, tuple[Party, str, dict[str, Any]]],
-                  timeout: float = CALL_TIMEOUT_SECONDS) -> dict[str, dict[str, Any]]:
-    """POST each ``(peer, path, body)`` at once; each peer's answer (``ok`` false: it could
-    not be told, or refused)."""
+def call_peers(config: NodeConfig,
+               calls: Mapping[str, tuple[str, Party, str, dict[str, Any] | None]],
+               timeout: float = CALL_TIMEOUT_SECONDS) -> dict[str, dict[str, Any]]:
+    """Make each peer's ``(method, peer, path, body)`` call at once; each peer's answer
+    (``ok`` false: it could not be reached, or refused the call, with ``error``)."""
     if not calls:
         return {}
-    return asyncio.run(_post_all(config, calls, timeout))
+    return asyncio.run(_call_all(config, calls, timeout))
+
+
+def post_to_peers(config: NodeConfig, calls: Mapping[str, tuple[Party, str, dict[str, Any]]],
+                  timeout: float = CALL_TIMEOUT_SECONDS) -> dict[str, dict[str, Any]]:
+    """POST each ``(peer, path, body)`` at once (see :func:`call_peers`)."""
+    return call_peers(config, {k: ("POST", *v) for k, v in calls.items()}, timeout)
+
+
+def channel_peers(config: NodeConfig, federation: Federation,
+                  parties: list[str]) -> dict[str, Party]:
+    """The other parties of a job that this node can reach on a job channel."""
+    found = {}
+    for pid in parties:
+        peer = federation.get(pid)
+        if pid != config.node_id and peer is not None and peer.channel_port and config.tls_enabled:
+            found[pid] = peer
+    return found
 
 
 def tell_peers_to_end(config: NodeConfig, federation: Federation, job_id: str,
@@ -380,11 +401,8 @@ def tell_peers_to_end(config: NodeConfig, federation: Federation, job_id: str,
                       post: Callable[..., dict[str, dict[str, Any]]] = post_to_peers,
                       ) -> dict[str, dict[str, Any]]:
     """Fail fast: ask every other party of a job that has a job channel to end it."""
-    calls = {}
-    for pid in parties:
-        peer = federation.get(pid)
-        if pid != config.node_id and peer is not None and peer.channel_port and config.tls_enabled:
-            calls[pid] = (peer, f"/jobs/{job_id}/cancel", {"reason": reason[:MAX_REASON_CHARS]})
+    calls = {pid: (peer, f"/jobs/{job_id}/cancel", {"reason": reason[:MAX_REASON_CHARS]})
+             for pid, peer in channel_peers(config, federation, parties).items()}
     answers = post(config, calls)
     if journal is not None:
         for pid, answer in answers.items():
@@ -392,3 +410,50 @@ def tell_peers_to_end(config: NodeConfig, federation: Federation, job_id: str,
                            outcome="told" if answer.get("ok") else "not told",
                            error=None if answer.get("ok") else str(answer.get("error")))
     return answers
+
+
+def enqueue_here(config: NodeConfig, spec: dict[str, Any]) -> None:
+    """Queue an accepted job on this node's own worker (its broker, the job id as task id)."""
+    from celery import Celery  # noqa: PLC0415
+
+    from sfnode.broker import RUN_JOB_TASK, client_settings  # noqa: PLC0415
+
+    client = Celery("sfnode-channel", set_as_current=False)
+    client.conf.update(client_settings(config.redis_url, config.result_backend_url,
+                                      config.celery_queue))
+    try:
+        client.send_task(RUN_JOB_TASK, args=[spec], queue=config.celery_queue,
+                         task_id=spec["job_id"])
+    finally:
+        client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sfnode.channel``: serve this node's job channel on NODE_IP:CHANNEL_PORT."""
+    import argparse  # noqa: PLC0415
+    import logging  # noqa: PLC0415
+
+    from sfnode.config import load_config  # noqa: PLC0415
+    from sfnode.federation import load_federation  # noqa: PLC0415
+    from sfnode.policy import load_policy  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(prog="python -m sfnode.channel", description=main.__doc__)
+    parser.add_argument("--env-file", type=Path, default=None,
+                        help="node env file (default: this process's environment)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = load_config(args.env_file)
+    if config.channel_port is None:
+        parser.error("CHANNEL_PORT is empty: this node serves no job channel")
+    federation = load_federation(config.federation_file)
+    node = ChannelNode(config, federation, load_policy(config.policy_path, config.node_id),
+                       Journal(config.journal_path, config.node_id),
+                       lambda spec: enqueue_here(config, spec))
+    web.run_app(make_app(node), host=config.node_ip, port=config.channel_port,
+                ssl_context=server_context(config, federation), access_log=None,
+                print=None, handle_signals=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

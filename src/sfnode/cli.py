@@ -227,6 +227,189 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
+# --- between organisations: the job channel -------------------------------------------------
+
+
+def _journal(config: NodeConfig) -> Any:
+    from sfnode.journal import Journal
+
+    return Journal(config.journal_path, config.node_id)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    for entry in _journal(_config(args)).entries(args.job):
+        print(json.dumps(entry, sort_keys=True))
+    return EXIT_OK
+
+
+def _peers_of(config: NodeConfig, job_id: str) -> tuple[Any, list[str]]:
+    from sfnode.channel import job_parties, known_job
+
+    spec, record = known_job(config, job_id)
+    return record, job_parties(spec)
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    """Every party's state of a job, as far as each lets this party see it."""
+    from sfnode.channel import call_peers, channel_peers, job_state
+
+    config = _config(args)
+    record, parties = _peers_of(config, args.job_id)
+    if not parties:
+        raise UsageError(f"party {config.node_id} knows no job {args.job_id!r}")
+    federation = load_federation(config.federation_file)
+    states: dict[str, Any] = {config.node_id: job_state(config, args.job_id, record)}
+    peers = channel_peers(config, federation, parties)
+    answers = call_peers(config, {pid: ("GET", peer, f"/jobs/{args.job_id}", None)
+                                  for pid, peer in peers.items()})
+    for pid in parties:
+        if pid == config.node_id:
+            continue
+        answer = answers.get(pid, {"ok": False, "error": f"party {pid} has no job channel"})
+        states[pid] = ({k: v for k, v in answer.items() if k != "ok"} if answer.get("ok")
+                       else {"party": pid, "state": "unknown", "error": answer.get("error")})
+    _print_json({"job_id": args.job_id, "parties": states})
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    """End a job here and on every other party of it."""
+    from sfnode.channel import tell_peers_to_end
+    from sfnode.jobdir import cancel_path, write_json_atomic
+
+    config = _config(args)
+    _record, parties = _peers_of(config, args.job_id)
+    reason = args.reason or f"cancelled by the operator of party {config.node_id}"
+    path = cancel_path(config.job_dir, args.job_id)
+    path.parent.mkdir(mode=0o750, exist_ok=True)
+    if not path.exists():
+        write_json_atomic(path, {"job_id": args.job_id, "by": config.node_id, "reason": reason})
+    journal = _journal(config)
+    journal.record("cancel_sent", job_id=args.job_id, peer=config.node_id, reason=reason)
+    told = tell_peers_to_end(config, load_federation(config.federation_file), args.job_id,
+                             parties, f"party {config.node_id}: {reason}", journal)
+    _print_json({"job_id": args.job_id, "ended_here": True,
+                 "told": {pid: bool(a.get("ok")) for pid, a in told.items()},
+                 "errors": {pid: a.get("error") for pid, a in told.items() if not a.get("ok")}})
+    return EXIT_OK if all(a.get("ok") for a in told.values()) else EXIT_FAILED
+
+
+def _decide_waiting(args: argparse.Namespace, outcome: str) -> int:
+    """A person's decision on a proposal that waits for one."""
+    from sfnode.channel import PROPOSALS_DIR, enqueue_here
+    from sfnode.jobdir import cancel_path, read_json, write_json_atomic
+
+    config = _config(args)
+    path = config.job_dir / PROPOSALS_DIR / f"{args.job_id}.json"
+    record = read_json(path)
+    if not isinstance(record, dict) or record.get("outcome") != "waiting":
+        state = record.get("outcome") if isinstance(record, dict) else "unknown"
+        raise UsageError(f"job {args.job_id!r} does not wait for a decision on party "
+                         f"{config.node_id} (it is {state})")
+    who = os.environ.get("SUDO_USER") or os.environ.get("USER") or "the operator"
+    reason = args.reason or f"{outcome} by {who} on party {config.node_id}"
+    record.update(outcome=outcome, rule="operator", reason=reason)
+    write_json_atomic(path, record)
+    _journal(config).record("approved" if outcome == "accepted" else "refused",
+                            job_id=args.job_id, peer=record.get("initiator"), by=who,
+                            reason=reason)
+    if outcome == "accepted":
+        enqueue_here(config, record["spec"])
+    else:  # nothing of it may start here
+        marker = cancel_path(config.job_dir, args.job_id)
+        marker.parent.mkdir(mode=0o750, exist_ok=True)
+        write_json_atomic(marker, {"job_id": args.job_id, "by": config.node_id,
+                                   "reason": reason})
+    _print_json({"job_id": args.job_id, "party": config.node_id, "outcome": outcome,
+                 "reason": reason})
+    return EXIT_OK
+
+
+def cmd_propose(args: argparse.Namespace) -> int:
+    """Propose a job to its other parties; once every one has accepted, run this party's
+    part here and show every party's outcome."""
+    from sfnode.channel import (PROPOSALS_DIR, call_peers, channel_peers, job_parties,
+                                tell_peers_to_end)
+    from sfnode.journal import digest
+    from sfnode.jobdir import write_json_atomic
+
+    config = _config(args)
+    federation = load_federation(config.federation_file)
+    spec = _expanded(args, config)
+    validate_spec(spec, config, federation)
+    me, job_id = config.node_id, spec["job_id"]
+    parties = job_parties(spec)
+    if me not in parties:
+        raise UsageError(f"party {me} proposes only jobs it is a party of (parties: "
+                         f"{', '.join(parties)})")
+    peers = channel_peers(config, federation, parties)
+    unreachable = [p for p in parties if p != me and p not in peers]
+    if unreachable:
+        raise UsageError(f"no job channel to {', '.join(unreachable)}: their cards carry no "
+                         "channel_port (or this node runs without TLS); use sfnode submit "
+                         "--broker for a federation run by one administrator")
+    journal = _journal(config)
+    record = config.job_dir / PROPOSALS_DIR / f"{job_id}.json"
+    record.parent.mkdir(mode=0o750, exist_ok=True)
+    write_json_atomic(record, {"job_id": job_id, "initiator": me, "spec": spec,
+                               "outcome": "accepted", "rule": "initiator",
+                               "reason": f"proposed by party {me}"})
+    answers = call_peers(config, {pid: ("POST", peer, "/proposals", {"spec": spec})
+                                  for pid, peer in peers.items()})
+    for pid, answer in answers.items():
+        journal.record("proposal_sent", job_id=job_id, peer=pid, kind=spec["kind"],
+                       spec_digest=digest(spec), outcome=answer.get("outcome"),
+                       rule=answer.get("rule"), reason=answer.get("reason") or answer.get("error"))
+    decisions = {pid: _decision_of(a) for pid, a in answers.items()}
+    give_up = time.monotonic() + (args.decision_timeout if args.decision_timeout is not None
+                                  else spec["deadline_seconds"])
+    while (any(d["outcome"] == "waiting" for d in decisions.values())
+           and not any(d["outcome"] != "accepted" and d["outcome"] != "waiting"
+                       for d in decisions.values())
+           and time.monotonic() < give_up):
+        time.sleep(1.0)
+        waiting = {pid: peers[pid] for pid, d in decisions.items() if d["outcome"] == "waiting"}
+        states = call_peers(config, {pid: ("GET", peer, f"/jobs/{job_id}", None)
+                                     for pid, peer in waiting.items()})
+        for pid, state in states.items():
+            if state.get("ok") and state.get("state") != "waiting":
+                decisions[pid] = {"party": pid, **(state.get("decision") or {})}
+    if not all(d["outcome"] == "accepted" for d in decisions.values()):
+        refused = {pid: d for pid, d in decisions.items() if d["outcome"] != "accepted"}
+        why = "; ".join(f"party {pid} {d['outcome']}"
+                        + (f" ({d.get('rule')}): {d.get('reason')}" if d.get("rule") else
+                           f": {d.get('reason')}") for pid, d in refused.items())
+        tell_peers_to_end(config, federation, job_id, parties, f"party {me}: {why}", journal)
+        _print_json({"job_id": job_id, "ok": False, "decisions": decisions,
+                     "error": f"job {job_id} does not run: {why}"})
+        return EXIT_FAILED
+    deadline = spec["deadline_seconds"]
+    results = _call_many({me: (config.redis_url, config.result_backend_url)},
+                         config.celery_queue, RUN_JOB_TASK, [spec],
+                         deadline + RESULT_MARGIN_SECONDS, task_id=job_id)
+    states = call_peers(config, {pid: ("GET", peer, f"/jobs/{job_id}", None)
+                                 for pid, peer in peers.items()})
+    ok = all(r.get("ok") for r in results.values())
+    _print_json({"job_id": job_id, "ok": ok, "decisions": decisions, "results": results,
+                 "parties": {pid: {k: v for k, v in s.items() if k != "ok"}
+                             for pid, s in states.items()}})
+    return EXIT_OK if ok else EXIT_FAILED
+
+
+def _decision_of(answer: dict[str, Any]) -> dict[str, Any]:
+    if not answer.get("ok"):
+        return {"outcome": "unreachable", "reason": answer.get("error")}
+    return {k: answer.get(k) for k in ("party", "outcome", "rule", "reason")}
+
+
+def cmd_approve(args: argparse.Namespace) -> int:
+    return _decide_waiting(args, "accepted")
+
+
+def cmd_refuse(args: argparse.Namespace) -> int:
+    return _decide_waiting(args, "refused")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sfnode", description="SecretFlow federation node")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -271,6 +454,33 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_env(sub.add_parser("expand", help="print the full form of a short job spec"))
     p.add_argument("spec", type=Path)
     p.set_defaults(func=cmd_expand)
+
+    p = with_env(sub.add_parser("audit", help="print this node's audit journal (JSON lines)"))
+    p.add_argument("--job", default=None, metavar="JOB_ID", help="only the entries of this job")
+    p.set_defaults(func=cmd_audit)
+
+    p = with_env(sub.add_parser("propose", help="propose a job to its other parties over the "
+                                                "job channel, then run this party's part"))
+    p.add_argument("spec", type=Path, help="job spec (short or full) JSON file")
+    p.add_argument("--decision-timeout", type=float, default=None,
+                   help="seconds to wait for decisions by a person (default: the deadline)")
+    p.set_defaults(func=cmd_propose)
+
+    p = with_env(sub.add_parser("job", help="every party's state of a job (JSON)"))
+    p.add_argument("job_id")
+    p.set_defaults(func=cmd_job)
+
+    p = with_env(sub.add_parser("cancel", help="end a job here and on its other parties"))
+    p.add_argument("job_id")
+    p.add_argument("--reason", default=None, help="why (shown to every party of the job)")
+    p.set_defaults(func=cmd_cancel)
+
+    for name, func, text in (("approve", cmd_approve, "run a proposal that waits for a person"),
+                             ("refuse", cmd_refuse, "refuse a proposal that waits for a person")):
+        p = with_env(sub.add_parser(name, help=text))
+        p.add_argument("job_id")
+        p.add_argument("--reason", default=None, help="why (shown to the proposer)")
+        p.set_defaults(func=func)
     return parser
 
 

@@ -43,6 +43,8 @@ class Bob:
         data = json.loads(json.dumps(FEDERATION))
         for entry in data["parties"]:
             entry["certificate"] = certs[entry["id"]][0]
+            if entry["id"] == "bob":
+                entry["ip"] = LOCAL  # where the tests reach bob
         (tmp_path / "federation.json").write_text(json.dumps(data))
         (tmp_path / "data" / "shared").mkdir(parents=True)
         (tmp_path / "data" / "private").mkdir()
@@ -54,7 +56,7 @@ class Bob:
         (tls / "node.crt").write_text(certs["bob"][0])
         (tls / "node.key").write_text(certs["bob"][1])
         self.config = NodeConfig.from_mapping(env_for(
-            tmp_path, NODE_ID="bob", NODE_IP="10.89.0.3", TLS_CERT=str(tls / "node.crt"),
+            tmp_path, NODE_ID="bob", NODE_IP=LOCAL, TLS_CERT=str(tls / "node.crt"),
             TLS_KEY=str(tls / "node.key")))
         self.queued: list[dict[str, Any]] = []
         policy = parse_policy({"version": 1, "peers": {"alice": {
@@ -114,7 +116,7 @@ def call(bob: Bob, port: int, who: str | None, method: str, path: str,
 def psi_spec(job_id: str, bob_path: str = "shared/ids.csv") -> dict[str, Any]:
     return {"job_id": job_id, "kind": "psi", "slot": 0, "deadline_seconds": 600,
             "parties": [{"id": "alice", "ip": "10.89.0.2", "rayfed_port": 20000, "spu_port": 21000},
-                        {"id": "bob", "ip": "10.89.0.3", "rayfed_port": 20000, "spu_port": 21000}],
+                        {"id": "bob", "ip": LOCAL, "rayfed_port": 20000, "spu_port": 21000}],
             "params": {"inputs": {"alice": {"path": "a.csv", "keys": ["id"]},
                                   "bob": {"path": bob_path, "keys": ["id"]}},
                        "receiver": "alice", "protocol": "PROTOCOL_RR22", "broadcast_result": True}}
@@ -237,3 +239,84 @@ def test_a_failing_party_tells_its_peers_to_end_the_job(bob: Bob, tmp_path: Path
     assert marker["by"] == "alice" and marker["reason"] == "party alice: its input is unreadable"
     sent = [(e["peer"], e["outcome"]) for e in journal.entries()]
     assert sorted(sent) == [("bob", "told"), ("carol", "not told")]
+
+
+class Alice:
+    """Node alice's files: her env file, and a federation file that reaches bob's channel
+    on this machine."""
+
+    def __init__(self, tmp_path: Path, bob: Bob, port: int) -> None:
+        home = tmp_path / "alice"
+        (home / "data").mkdir(parents=True)
+        (home / "jobs").mkdir()
+        (home / "data" / "a.csv").write_text("id\n1\n3\n")
+        (home / "node.crt").write_text(bob.certs["alice"][0])
+        (home / "node.key").write_text(bob.certs["alice"][1])
+        data = json.loads(json.dumps(FEDERATION))
+        for entry in data["parties"]:
+            entry["certificate"] = bob.certs[entry["id"]][0]
+            if entry["id"] == "bob":
+                entry.update(ip=LOCAL, channel_port=port)
+        (home / "federation.json").write_text(json.dumps(data))
+        env = env_for(home, TLS_CERT=str(home / "node.crt"), TLS_KEY=str(home / "node.key"))
+        self.env_file = home / "node.env"
+        self.env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        self.home = home
+
+    def spec(self, job_id: str, bob_path: str = "shared/ids.csv") -> Path:
+        spec = psi_spec(job_id, bob_path)
+        spec["parties"] = ["alice", "bob"]  # short form: expanded from alice's federation file
+        path = self.home / f"{job_id}.json"
+        path.write_text(json.dumps(spec))
+        return path
+
+    def journal(self) -> list[dict[str, Any]]:
+        return list(Journal(self.home / "journal.jsonl", "alice").entries())
+
+
+def test_propose_a_refused_job_names_bob_the_rule_and_the_path(
+        bob: Bob, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sfnode.cli import main
+
+    with serving(bob) as port:
+        alice = Alice(tmp_path, bob, port)
+        # bob's federation file has alice's real address; the spec carries alice's ports only
+        code = main(["propose", "--env-file", str(alice.env_file),
+                     str(alice.spec("p1", "private/x.csv"))])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1 and out["ok"] is False
+    assert out["decisions"]["bob"]["outcome"] == "refused"
+    assert "party bob refused (peers.alice.datasets)" in out["error"]
+    assert "private/x.csv" in out["error"]
+    assert [(e["event"], e.get("outcome")) for e in alice.journal()][0] == ("proposal_sent", "refused")
+    assert bob.queued == []
+
+
+def test_a_manual_proposal_waits_and_a_refusal_reaches_the_initiator(
+        bob: Bob, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sfnode.cli import main
+
+    bob.node.policy = parse_policy({"version": 1, "peers": {"alice": {
+        "kinds": {"psi": "manual"}, "datasets": ["shared/*"], "reveal_to": ["alice"]}}}, "bob")
+    bob_env = bob.tmp_path / "bob.env"
+    bob_env.write_text("".join(f"{k}={v}\n" for k, v in bob.config.to_env().items()))
+    with serving(bob) as port:
+        alice = Alice(tmp_path, bob, port)
+        proposer = threading.Thread(target=lambda: results.append(main(
+            ["propose", "--env-file", str(alice.env_file), str(alice.spec("p2"))])))
+        results: list[int] = []
+        proposer.start()
+        record = bob.config.job_dir / ".proposals" / "p2.json"
+        for _ in range(100):
+            if record.exists():
+                break
+            proposer.join(0.1)
+        assert json.loads(record.read_text())["outcome"] == "waiting"
+        assert main(["refuse", "--env-file", str(bob_env), "p2", "--reason", "not this week"]) == 0
+        proposer.join(10)
+    assert not proposer.is_alive() and results == [1]
+    out = capsys.readouterr().out
+    answer = json.loads(out[out.rindex('{\n  "decisions"'):])
+    assert answer["decisions"]["bob"]["outcome"] == "refused"
+    assert "not this week" in answer["error"]
+    assert bob.queued == []
