@@ -119,16 +119,19 @@ def _journal_and_fail_fast(config: NodeConfig, spec: dict[str, Any],
         return
     journal = Journal(config.journal_path, config.node_id)
     ok = bool(answer.get("ok"))
-    journal.record("ended", job_id=job_id, kind=spec.get("kind"), ok=ok,
-                   phase=answer.get("phase"),
-                   result_digest=digest(answer.get("result")) if ok else None,
-                   error=None if ok else str(answer.get("error"))[:channel.MAX_REASON_CHARS],
-                   by=answer.get("cancelled_by"))
+    try:
+        journal.record("ended", job_id=job_id, kind=spec.get("kind"), ok=ok,
+                       phase=answer.get("phase"),
+                       result_digest=digest(answer.get("result")) if ok else None,
+                       error=None if ok else str(answer.get("error"))[:channel.MAX_REASON_CHARS],
+                       by=answer.get("cancelled_by"))
+    except OSError as exc:  # the peers are still told
+        print(f"sfnode: the journal {config.journal_path} took no entry: {exc}",
+              file=sys.stderr, flush=True)
     if ok or answer.get("cancelled_by") or answer.get("reused"):
         return  # a job another party ended needs no word back; a reused id is not that job
-    parties = [p.get("id") if isinstance(p, dict) else p for p in spec.get("parties") or []]
     channel.tell_peers_to_end(config, load_federation(config.federation_file), job_id,
-                              [p for p in parties if isinstance(p, str)],
+                              channel.job_parties(spec),
                               f"party {config.node_id}: {answer.get('error')}", journal)
 
 

@@ -28,6 +28,7 @@ server keeps serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import Callable, Mapping
@@ -406,9 +407,11 @@ def tell_peers_to_end(config: NodeConfig, federation: Federation, job_id: str,
     answers = post(config, calls)
     if journal is not None:
         for pid, answer in answers.items():
-            journal.record("cancel_sent", job_id=job_id, peer=pid, reason=reason[:MAX_REASON_CHARS],
-                           outcome="told" if answer.get("ok") else "not told",
-                           error=None if answer.get("ok") else str(answer.get("error")))
+            with contextlib.suppress(OSError):
+                journal.record("cancel_sent", job_id=job_id, peer=pid,
+                               reason=reason[:MAX_REASON_CHARS],
+                               outcome="told" if answer.get("ok") else "not told",
+                               error=None if answer.get("ok") else str(answer.get("error")))
     return answers
 
 
