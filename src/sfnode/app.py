@@ -198,6 +198,11 @@ def run_job_answer(spec: Any) -> dict[str, Any]:
         config = node_config()
     except ConfigError as exc:
         return {"ok": False, "phase": "validate", "error": str(exc), "problems": exc.problems}
+    if isinstance(spec, dict) and isinstance(spec.get("job_id"), str):
+        with contextlib.suppress(Exception):  # the journal never keeps a job from running
+            Journal(config.journal_path, config.node_id).record(
+                "started", job_id=spec["job_id"], kind=str(spec.get("kind")),
+                parties=channel.job_parties(spec), spec_digest=digest(spec))
     try:
         return supervise.run_job(spec, config, standby=_standby)
     except Exception as exc:  # noqa: BLE001  the caller always gets a dict
