@@ -130,9 +130,11 @@ def _journal_and_fail_fast(config: NodeConfig, spec: dict[str, Any],
               file=sys.stderr, flush=True)
     if ok or answer.get("cancelled_by") or answer.get("reused"):
         return  # a job another party ended needs no word back; a reused id is not that job
+    # the phase only: this party's error text (paths, columns) stays in its own journal
     channel.tell_peers_to_end(config, load_federation(config.federation_file), job_id,
                               channel.job_parties(spec),
-                              f"party {config.node_id}: {answer.get('error')}", journal)
+                              f"party {config.node_id}: its part failed in phase "
+                              f"{answer.get('phase')}", journal)
 
 
 # The runner waiting for this pool process's next job (it runs one job at a time).

@@ -30,7 +30,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import ssl
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +53,9 @@ MAX_BODY_BYTES = 1024 * 1024
 PROPOSALS_DIR = ".proposals"
 MAX_REASON_CHARS = 2000
 # States in which a peer's job counts against its max_concurrent_jobs here.
-LIVE = ("accepted", "queued", "waiting", "running", "ending")
+LIVE = ("accepted", "queued", "waiting", "running")
+# A proposal older than its deadline and this is no longer live, whatever its files say.
+LIVE_MARGIN_SECONDS = 300
 
 Enqueue = Callable[[dict[str, Any]], None]
 PEER_KEY = web.RequestKey("peer", str)  # the calling party, set on each request by the guard
@@ -68,6 +72,7 @@ class ChannelNode:
     journal: Journal
     enqueue: Enqueue
     certificates: Mapping[bytes, str] = field(default_factory=dict)  # DER -> party id
+    _lock: asyncio.Lock | None = None
 
     def __post_init__(self) -> None:
         if not self.certificates:
@@ -80,8 +85,12 @@ class ChannelNode:
     def proposal_path(self, job_id: str) -> Path:
         return self.config.job_dir / PROPOSALS_DIR / f"{job_id}.json"
 
-    def cancel_path(self, job_id: str) -> Path:
-        return jobdir.cancel_path(self.config.job_dir, job_id)
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Serialises proposals (made in the server's loop, on first use)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
 
 
 def party_certificates(federation: Federation, me: str) -> dict[bytes, str]:
@@ -173,13 +182,18 @@ def _guard(node: ChannelNode) -> Any:
             if exc.status >= 400:
                 return _refused(node, peer, request, exc.status, exc.reason)
             raise
+        except Exception as exc:  # noqa: BLE001  the node keeps serving
+            return _refused(node, peer, request, 500,
+                            f"party {node.me} could not take this call ({type(exc).__name__})")
     return guard
 
 
 def _refused(node: ChannelNode, peer: str | None, request: web.Request, status: int,
              message: str) -> web.Response:
-    node.journal.record("refused_call", peer=peer,
-                        reason=f"{request.method} {request.path}: {status} {message}"[:MAX_REASON_CHARS])
+    with contextlib.suppress(Exception):
+        node.journal.record("refused_call", peer=peer,
+                            reason=f"{request.method} {request.path[:200]}: {status} "
+                                   f"{message}"[:MAX_REASON_CHARS])
     return web.json_response({"party": node.me, "error": message}, status=status)
 
 
@@ -194,8 +208,9 @@ async def _body(request: web.Request, fields: tuple[str, ...]) -> dict[str, Any]
     raw = await request.read()
     try:
         body = json.loads(raw)
-    except ValueError as exc:
-        raise Refusal(400, f"the body is not JSON: {exc}") from None
+        json.dumps(body, ensure_ascii=False).encode("utf-8")  # no lone surrogates
+    except (ValueError, RecursionError) as exc:
+        raise Refusal(400, f"the body is not JSON this node takes: {str(exc)[:200]}") from None
     if not isinstance(body, dict):
         raise Refusal(400, "the body is not a JSON object")
     unknown = sorted(set(body) - set(fields))
@@ -217,28 +232,42 @@ def _job_id(request: web.Request) -> str:
 async def _propose(node: ChannelNode, request: web.Request, peer: str) -> dict[str, Any]:
     body = await _body(request, ("spec",))
     spec_data = body["spec"]
-    job_id = spec_data.get("job_id") if isinstance(spec_data, dict) else None
-    kind = spec_data.get("kind") if isinstance(spec_data, dict) else None
-    node.journal.record("proposal_received", job_id=job_id if isinstance(job_id, str) else None,
-                        peer=peer, kind=kind if isinstance(kind, str) else None,
-                        spec_digest=digest(spec_data))
-    # validation opens this party's input files: off the event loop
-    decision = await asyncio.to_thread(_decide, node, spec_data, peer)
-    record = {"job_id": job_id, "initiator": peer, "spec": spec_data, **decision.to_dict()}
-    if decision.outcome != REFUSED and isinstance(job_id, str):
-        path = node.proposal_path(job_id)
-        path.parent.mkdir(mode=0o750, exist_ok=True)
-        write_json_atomic(path, record)
-    node.journal.record("decision", job_id=job_id if isinstance(job_id, str) else None,
-                        peer=peer, **decision.to_dict())
+    job_id = _short(spec_data.get("job_id")) if isinstance(spec_data, dict) else None
+    kind = _short(spec_data.get("kind")) if isinstance(spec_data, dict) else None
+    await asyncio.to_thread(node.journal.record, "proposal_received", job_id=job_id, peer=peer,
+                            kind=kind, spec_digest=digest(spec_data))
+    # One proposal at a time: the single-use id and the peer's count of jobs are decided
+    # and recorded together.
+    async with node.lock:
+        # validation opens this party's input files: off the event loop
+        decision = await asyncio.to_thread(_decide_and_record, node, spec_data, peer)
+    await asyncio.to_thread(node.journal.record, "decision", job_id=job_id, peer=peer,
+                            **decision.to_dict())
     if decision.outcome == ACCEPTED:
         await asyncio.to_thread(node.enqueue, spec_data)
     return {"party": node.me, "job_id": job_id, **decision.to_dict()}
 
 
+def _short(value: Any, limit: int = 128) -> str | None:
+    """A field of a peer's spec as the journal may hold it (a string, bounded)."""
+    return value[:limit] if isinstance(value, str) else None
+
+
+def _decide_and_record(node: ChannelNode, spec_data: Any, peer: str) -> Decision:
+    decision = _decide(node, spec_data, peer)
+    if decision.outcome != REFUSED:
+        path = node.proposal_path(spec_data["job_id"])
+        path.parent.mkdir(mode=0o750, exist_ok=True)
+        write_json_atomic(path, {"job_id": spec_data["job_id"], "initiator": peer,
+                                 "spec": spec_data, **decision.to_dict()})
+    return decision
+
+
 def _decide(node: ChannelNode, spec_data: Any, peer: str) -> Decision:
+    """The policy decides before any of this party's files is opened: a peer the policy
+    does not allow learns nothing of them (not even whether a path exists)."""
     try:
-        spec = validate_spec(spec_data, node.config, node.federation)
+        spec = validate_spec(spec_data, node.config, node.federation, check_files=False)
     except SpecError as exc:
         return Decision(REFUSED, "spec", f"party {node.me} refuses the spec: {exc}")
     if peer not in spec.party_ids:
@@ -249,19 +278,45 @@ def _decide(node: ChannelNode, spec_data: Any, peer: str) -> Decision:
                                                                    spec.job_id).exists():
         return Decision(REFUSED, "spec", f"job id {spec.job_id} was already used on party "
                         f"{node.me}; job ids are single-use")
-    return decide(node.policy, spec, peer, _live_jobs_of(node, peer))
+    decision = decide(node.policy, spec, peer, _live_jobs_of(node, peer),
+                      resolve=lambda path: _inside_data(node.config, path))
+    if decision.outcome == REFUSED:
+        return decision
+    try:  # allowed: now its inputs here are opened and checked
+        validate_spec(spec_data, node.config, node.federation)
+    except SpecError as exc:
+        return Decision(REFUSED, "spec", f"party {node.me} refuses the spec: {exc}")
+    return decision
+
+
+def _inside_data(config: NodeConfig, path: str) -> str | None:
+    """What a job's path really names under DATA_DIR (links followed), relative to it;
+    None when it leads outside."""
+    root = os.path.realpath(config.data_dir)
+    real = os.path.realpath(os.path.join(root, path))
+    if os.path.commonpath([root, real]) != root:
+        return None
+    return os.path.relpath(real, root)
 
 
 def _live_jobs_of(node: ChannelNode, peer: str) -> int:
+    """``peer``'s proposals here that may still run: not ended, not cancelled, and younger
+    than their deadline (a job that never started, a pruned work dir, cannot hold the
+    count for ever)."""
     directory = node.config.job_dir / PROPOSALS_DIR
     if not directory.is_dir():
         return 0
-    count = 0
+    count, now = 0, time.time()
     for path in directory.glob("*.json"):
         record = read_json(path)
-        if isinstance(record, dict) and record.get("initiator") == peer:
-            state = job_state(node.config, str(record.get("job_id")), record)
-            count += state["state"] in LIVE
+        if not isinstance(record, dict) or record.get("initiator") != peer:
+            continue
+        spec = record.get("spec") if isinstance(record.get("spec"), dict) else {}
+        deadline = spec.get("deadline_seconds") if isinstance(spec.get("deadline_seconds"), int) else 0
+        if now - path.stat().st_mtime > deadline + LIVE_MARGIN_SECONDS:
+            continue
+        state = job_state(node.config, str(record.get("job_id")), record)
+        count += state["state"] in LIVE
     return count
 
 
@@ -276,15 +331,15 @@ def job_state(config: NodeConfig, job_id: str,
         state["decision"] = {k: decision.get(k) for k in ("outcome", "rule", "reason")}
     if isinstance(result, dict) and result.get("final"):
         state.update(state="done" if result.get("ok") else "failed", phase=result.get("phase"))
-        if not result.get("ok"):
-            state["error"] = result.get("error")
+        if not result.get("ok") and result.get("cancelled_by"):
+            state["ended_by"] = result.get("cancelled_by")
     elif isinstance(status, dict) and status.get("phase"):
         state.update(state="running", phase=status.get("phase"))
     elif decision is not None:
         state["state"] = str(decision.get("outcome"))  # accepted (queued), waiting, refused
     else:
         state["state"] = "queued"  # submitted to this node's worker directly
-    if read_json(jobdir.cancel_path(config.job_dir, job_id)) is not None and state["state"] in (
+    if jobdir.cancellations(config.job_dir, job_id) and state["state"] in (
             "accepted", "queued", "waiting", "running"):
         state["state"] = "ending"
     return state
@@ -294,9 +349,11 @@ def known_job(config: NodeConfig, job_id: str) -> tuple[Any, dict[str, Any] | No
     """A job's spec as this node knows it (a proposal it decided, else the spec its worker
     received) and its proposal record; (None, None) for a job it never saw."""
     record = read_json(config.job_dir / PROPOSALS_DIR / f"{job_id}.json")
-    if isinstance(record, dict):
-        return record.get("spec"), record
-    return read_json(jobdir.workdir(config.job_dir, job_id) / jobdir.SPEC_NAME), None
+    record = record if isinstance(record, dict) else None
+    running = read_json(jobdir.workdir(config.job_dir, job_id) / jobdir.SPEC_NAME)
+    if isinstance(running, dict):  # what the worker runs decides who may see and end it
+        return running, record
+    return (record.get("spec") if record else None), record
 
 
 async def _job_state(node: ChannelNode, request: web.Request, peer: str) -> dict[str, Any]:
@@ -316,14 +373,15 @@ async def _cancel(node: ChannelNode, request: web.Request, peer: str) -> dict[st
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_CHARS:
         raise Refusal(400, f"reason is not valid; expected a text of 1..{MAX_REASON_CHARS} "
                            "characters")
-    spec, _record = known_job(node.config, job_id)
+    spec, _record = await asyncio.to_thread(known_job, node.config, job_id)
     if spec is not None and peer not in job_parties(spec):
         raise Refusal(404, f"party {node.me} has no job {job_id} of party {peer}")
-    path = node.cancel_path(job_id)
-    path.parent.mkdir(mode=0o750, exist_ok=True)
-    if not path.exists():  # the first word stands
-        write_json_atomic(path, {"job_id": job_id, "by": peer, "reason": reason})
-    node.journal.record("cancel_received", job_id=job_id, peer=peer, reason=reason)
+    if spec is None and len(jobdir.cancellations(node.config.job_dir, job_id)) >= len(
+            node.federation.parties):
+        raise Refusal(429, f"job {job_id} is already ended by every party there is")
+    await asyncio.to_thread(jobdir.write_cancel, node.config.job_dir, job_id, peer, reason)
+    await asyncio.to_thread(node.journal.record, "cancel_received", job_id=job_id, peer=peer,
+                            reason=reason)
     return {"party": node.me, "job_id": job_id, "cancelled": True, "known": spec is not None}
 
 
@@ -357,7 +415,11 @@ async def _call_all(config: NodeConfig,
             async with aiohttp.ClientSession(
                     connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
                 async with session.request(method, peer_url(peer, path), json=body) as response:
-                    answer = await response.json(content_type=None)
+                    raw = await response.content.read(MAX_BODY_BYTES + 1)
+                    if len(raw) > MAX_BODY_BYTES:
+                        return {"ok": False, "error": f"party {peer.id} answered more than "
+                                                      f"{MAX_BODY_BYTES} bytes"}
+                    answer = json.loads(raw or b"{}")
                     if response.status != 200:
                         return {"ok": False, "status": response.status,
                                 "error": (answer or {}).get("error", response.reason)}

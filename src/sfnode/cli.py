@@ -242,6 +242,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _checked_job_id(job_id: str) -> str:
+    from sfnode.spec import JOB_ID_PATTERN, JOB_ID_RE
+
+    if not JOB_ID_RE.fullmatch(job_id):
+        raise UsageError(f"{job_id!r} is not a job id; expected {JOB_ID_PATTERN}")
+    return job_id
+
+
+def _service_user(config: NodeConfig) -> NodeConfig:
+    """The commands that write the job directory run as the user that owns it (the worker's):
+    files root made there could not be read by the worker, and a cancellation would be
+    ignored."""
+    try:
+        owner = config.job_dir.stat().st_uid
+    except OSError as exc:
+        raise UsageError(f"cannot reach the job directory {config.job_dir}: "
+                         f"{exc.strerror or exc}") from exc
+    if os.geteuid() != owner:
+        import pwd
+
+        try:
+            name = pwd.getpwuid(owner).pw_name
+        except KeyError:
+            name = str(owner)
+        raise UsageError(f"run this as the worker's user {name!r}, who owns {config.job_dir} "
+                         f"(for example: runuser -u {name} -- sfnode ...)")
+    return config
+
+
 def _peers_of(config: NodeConfig, job_id: str) -> tuple[Any, list[str]]:
     from sfnode.channel import job_parties, known_job
 
@@ -254,7 +283,7 @@ def cmd_job(args: argparse.Namespace) -> int:
     from sfnode.channel import call_peers, channel_peers, job_state
 
     config = _config(args)
-    record, parties = _peers_of(config, args.job_id)
+    record, parties = _peers_of(config, _checked_job_id(args.job_id))
     if not parties:
         raise UsageError(f"party {config.node_id} knows no job {args.job_id!r}")
     federation = load_federation(config.federation_file)
@@ -275,15 +304,12 @@ def cmd_job(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     """End a job here and on every other party of it."""
     from sfnode.channel import tell_peers_to_end
-    from sfnode.jobdir import cancel_path, write_json_atomic
+    from sfnode.jobdir import write_cancel
 
-    config = _config(args)
-    _record, parties = _peers_of(config, args.job_id)
+    config = _service_user(_config(args))
+    _record, parties = _peers_of(config, _checked_job_id(args.job_id))
     reason = args.reason or f"cancelled by the operator of party {config.node_id}"
-    path = cancel_path(config.job_dir, args.job_id)
-    path.parent.mkdir(mode=0o750, exist_ok=True)
-    if not path.exists():
-        write_json_atomic(path, {"job_id": args.job_id, "by": config.node_id, "reason": reason})
+    write_cancel(config.job_dir, args.job_id, config.node_id, reason)
     journal = _journal(config)
     journal.record("cancel_sent", job_id=args.job_id, peer=config.node_id, reason=reason)
     told = tell_peers_to_end(config, load_federation(config.federation_file), args.job_id,
@@ -297,10 +323,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def _decide_waiting(args: argparse.Namespace, outcome: str) -> int:
     """A person's decision on a proposal that waits for one."""
     from sfnode.channel import PROPOSALS_DIR, enqueue_here
-    from sfnode.jobdir import cancel_path, read_json, write_json_atomic
+    from sfnode.jobdir import read_json, write_cancel, write_json_atomic
 
-    config = _config(args)
-    path = config.job_dir / PROPOSALS_DIR / f"{args.job_id}.json"
+    config = _service_user(_config(args))
+    path = config.job_dir / PROPOSALS_DIR / f"{_checked_job_id(args.job_id)}.json"
     record = read_json(path)
     if not isinstance(record, dict) or record.get("outcome") != "waiting":
         state = record.get("outcome") if isinstance(record, dict) else "unknown"
@@ -316,10 +342,7 @@ def _decide_waiting(args: argparse.Namespace, outcome: str) -> int:
     if outcome == "accepted":
         enqueue_here(config, record["spec"])
     else:  # nothing of it may start here
-        marker = cancel_path(config.job_dir, args.job_id)
-        marker.parent.mkdir(mode=0o750, exist_ok=True)
-        write_json_atomic(marker, {"job_id": args.job_id, "by": config.node_id,
-                                   "reason": reason})
+        write_cancel(config.job_dir, args.job_id, config.node_id, reason)
     _print_json({"job_id": args.job_id, "party": config.node_id, "outcome": outcome,
                  "reason": reason})
     return EXIT_OK
@@ -331,13 +354,16 @@ def cmd_propose(args: argparse.Namespace) -> int:
     from sfnode.channel import (PROPOSALS_DIR, call_peers, channel_peers, job_parties,
                                 tell_peers_to_end)
     from sfnode.journal import digest
-    from sfnode.jobdir import write_json_atomic
+    from sfnode.jobdir import write_cancel, write_json_atomic
 
-    config = _config(args)
+    config = _service_user(_config(args))
     federation = load_federation(config.federation_file)
     spec = _expanded(args, config)
     validate_spec(spec, config, federation)
     me, job_id = config.node_id, spec["job_id"]
+    if (config.job_dir / PROPOSALS_DIR / f"{job_id}.json").exists():
+        raise UsageError(f"job id {job_id!r} was already proposed from party {me}; job ids "
+                         "are single-use")
     parties = job_parties(spec)
     if me not in parties:
         raise UsageError(f"party {me} proposes only jobs it is a party of (parties: "
@@ -363,23 +389,26 @@ def cmd_propose(args: argparse.Namespace) -> int:
     decisions = {pid: _decision_of(a) for pid, a in answers.items()}
     give_up = time.monotonic() + (args.decision_timeout if args.decision_timeout is not None
                                   else spec["deadline_seconds"])
-    while (any(d["outcome"] == "waiting" for d in decisions.values())
-           and not any(d["outcome"] != "accepted" and d["outcome"] != "waiting"
-                       for d in decisions.values())
+    while (any(d.get("outcome") == "waiting" for d in decisions.values())
+           and all(d.get("outcome") in ("accepted", "waiting") for d in decisions.values())
            and time.monotonic() < give_up):
         time.sleep(1.0)
-        waiting = {pid: peers[pid] for pid, d in decisions.items() if d["outcome"] == "waiting"}
+        waiting = {pid: peers[pid] for pid, d in decisions.items()
+                   if d.get("outcome") == "waiting"}
         states = call_peers(config, {pid: ("GET", peer, f"/jobs/{job_id}", None)
                                      for pid, peer in waiting.items()})
         for pid, state in states.items():
-            if state.get("ok") and state.get("state") != "waiting":
-                decisions[pid] = {"party": pid, **(state.get("decision") or {})}
-    if not all(d["outcome"] == "accepted" for d in decisions.values()):
-        refused = {pid: d for pid, d in decisions.items() if d["outcome"] != "accepted"}
+            decision = state.get("decision") if state.get("ok") else None
+            if isinstance(decision, dict) and state.get("state") != "waiting":
+                decisions[pid] = {"party": pid, "outcome": decision.get("outcome"),
+                                  "rule": decision.get("rule"), "reason": decision.get("reason")}
+    if not all(d.get("outcome") == "accepted" for d in decisions.values()):
+        refused = {pid: d for pid, d in decisions.items() if d.get("outcome") != "accepted"}
         why = "; ".join(f"party {pid} {d['outcome']}"
                         + (f" ({d.get('rule')}): {d.get('reason')}" if d.get("rule") else
                            f": {d.get('reason')}") for pid, d in refused.items())
         tell_peers_to_end(config, federation, job_id, parties, f"party {me}: {why}", journal)
+        write_cancel(config.job_dir, job_id, me, why)  # nothing of it starts here either
         _print_json({"job_id": job_id, "ok": False, "decisions": decisions,
                      "error": f"job {job_id} does not run: {why}"})
         return EXIT_FAILED

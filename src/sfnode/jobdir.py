@@ -29,8 +29,9 @@ PEERS_CERT_NAME = "peers.pem"
 # Readable by the Ray head's user through the work dir's (setgid) group, by no one else.
 PEERS_CERT_MODE = 0o640
 SLOTS_DIR = ".slots"
-# A job's cancellation (who ended it and why), written by the job channel or ``sfnode
-# cancel``, honoured by the job's supervisor: ``JOB_DIR/.cancel/<job_id>.json``.
+# A job's cancellations, one per party that asked (who and why), written by the job
+# channel or ``sfnode cancel``, honoured by the job's supervisor when the party is one of
+# the job's: ``JOB_DIR/.cancel/<job_id>/<party>.json``.
 CANCEL_DIR = ".cancel"
 # The phases status.json and result.json name, in order; the supervisor adds
 # "validate" (refused before starting) and "start" (nothing written yet).
@@ -48,9 +49,33 @@ def process_start(pid: int) -> int | None:
         return None
 
 
-def cancel_path(job_root: Path, job_id: str) -> Path:
-    """Where the cancellation of ``job_id`` waits for its supervisor."""
-    return job_root / CANCEL_DIR / f"{job_id}.json"
+def cancel_path(job_root: Path, job_id: str, party: str) -> Path:
+    """Where ``party``'s cancellation of ``job_id`` waits for the job's supervisor."""
+    return job_root / CANCEL_DIR / job_id / f"{party}.json"
+
+
+def write_cancel(job_root: Path, job_id: str, party: str, reason: str) -> bool:
+    """Record ``party``'s cancellation of ``job_id`` (its first reason stands); whether it
+    is new."""
+    path = cancel_path(job_root, job_id, party)
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    if path.exists():
+        return False
+    write_json_atomic(path, {"job_id": job_id, "by": party, "reason": reason})
+    return True
+
+
+def cancellations(job_root: Path, job_id: str) -> list[dict[str, Any]]:
+    """Every cancellation of ``job_id``, oldest first."""
+    directory = job_root / CANCEL_DIR / job_id
+    if not directory.is_dir():
+        return []
+    found = []
+    for path in sorted(directory.glob("*.json"), key=lambda p: p.stat().st_mtime):
+        marker = read_json(path)
+        if isinstance(marker, dict) and isinstance(marker.get("by"), str):
+            found.append(marker)
+    return found
 
 
 def workdir(job_root: Path, job_id: str) -> Path:

@@ -44,7 +44,7 @@ class JournalError(ValueError):
 
 def digest(value: Any) -> str:
     """``sha256:<hex>`` of a JSON value, with sorted keys (the same value, the same digest)."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -63,9 +63,10 @@ class Journal:
             raise JournalError(f"journal event {event!r} cannot hold {', '.join(unknown)}")
         entry = {"ts": round(time.time(), 3), "party": self.party, "event": event,
                  **{k: v for k, v in fields.items() if v is not None}}
-        line = (json.dumps(entry, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+        line = (json.dumps(entry, sort_keys=True) + "\n").encode("ascii")
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, JOURNAL_MODE)
         try:
+            os.fchmod(fd, JOURNAL_MODE)  # whatever the umask
             fcntl.flock(fd, fcntl.LOCK_EX)
             os.write(fd, line)
             os.fsync(fd)

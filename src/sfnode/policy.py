@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -183,9 +183,12 @@ def load_policy(path: Path, party: str) -> Policy:
     return parse_policy(data, party, str(path))
 
 
-def decide(policy: Policy, spec: JobSpec, proposer: str, running: int = 0) -> Decision:
+def decide(policy: Policy, spec: JobSpec, proposer: str, running: int = 0,
+           resolve: Callable[[str], str | None] = lambda path: path) -> Decision:
     """How this party answers ``proposer``'s proposal of ``spec`` (already validated here),
-    with ``running`` of ``proposer``'s jobs running or queued on this node."""
+    with ``running`` of ``proposer``'s jobs running or queued on this node. ``resolve``
+    gives what a path really names under DATA_DIR (links followed; None: outside it): both
+    the path and what it names must be allowed."""
     me = policy.party
     rule = policy.peers.get(proposer)
     if rule is None:
@@ -203,7 +206,8 @@ def decide(policy: Policy, spec: JobSpec, proposer: str, running: int = 0) -> De
                         f"{rule.max_deadline_seconds} s party {me} accepts from {proposer}")
     kind = kinds.get(spec.kind)
     for path in kind.reads(spec.params, me):
-        if not rule.may_read(path):
+        real = resolve(path)
+        if not rule.may_read(path) or real is None or not rule.may_read(real):
             allowed = ", ".join(rule.datasets) or "none"
             return Decision(REFUSED, f"{where}.datasets",
                             f"{proposer}'s job may not read {path} on party {me} "

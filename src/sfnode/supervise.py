@@ -342,10 +342,10 @@ def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock:
 def cancellation(spec: JobSpec, config: NodeConfig) -> dict[str, Any] | None:
     """The job's cancellation, if a party of the job (or this node's operator) asked for it:
     ``{"by": PARTY, "reason": TEXT}``. One by anyone else is no cancellation."""
-    marker = read_json(jobdir.cancel_path(config.job_dir, spec.job_id))
-    if not isinstance(marker, dict) or marker.get("by") not in spec.party_ids:
-        return None
-    return {"by": marker["by"], "reason": str(marker.get("reason") or "no reason given")}
+    for marker in jobdir.cancellations(config.job_dir, spec.job_id):
+        if marker["by"] in spec.party_ids:
+            return {"by": marker["by"], "reason": str(marker.get("reason") or "no reason given")}
+    return None
 
 
 def _cancelled_error(spec: JobSpec, config: NodeConfig, cancelled: Mapping[str, Any]) -> str:
@@ -357,6 +357,9 @@ def _cancelled_error(spec: JobSpec, config: NodeConfig, cancelled: Mapping[str, 
 def _cancelled_answer(spec: JobSpec, config: NodeConfig, workdir: Path, started: float,
                       cancelled: Mapping[str, Any]) -> dict[str, Any]:
     """A job ended by a cancellation: final, so a redelivered task replays it."""
+    result = read_json(workdir / RESULT_NAME)
+    if isinstance(result, dict) and result.get("final"):  # it ended by itself first
+        return _answer(spec, config, workdir, started, False, "an unknown code")
     status = read_json(workdir / STATUS_NAME) or {}
     phase = status.get("phase") or "start"
     error = _cancelled_error(spec, config, cancelled)

@@ -66,15 +66,15 @@ class Bob:
                                 Journal(tmp_path / "journal.jsonl", "bob"), self.queued.append)
         self.certs = certs
         self.tmp_path = tmp_path
+        for who, (cert, key) in certs.items():  # each client's files, written once
+            (tmp_path / f"{who}.crt").write_text(cert)
+            (tmp_path / f"{who}.key").write_text(key)
 
     def client_context(self, who: str | None) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.load_verify_locations(cadata=self.certs["bob"][0])
         if who is not None:
-            cert_file, key_file = self.tmp_path / f"{who}.crt", self.tmp_path / f"{who}.key"
-            cert_file.write_text(self.certs[who][0])
-            key_file.write_text(self.certs[who][1])
-            context.load_cert_chain(cert_file, key_file)
+            context.load_cert_chain(self.tmp_path / f"{who}.crt", self.tmp_path / f"{who}.key")
         return context
 
     def journal(self) -> list[dict[str, Any]]:
@@ -139,7 +139,7 @@ def test_alice_proposes_a_psi_on_bobs_shared_file_and_it_is_queued(bob: Bob) -> 
         assert status == 200 and state["state"] == "accepted", state
     events = [(e["event"], e.get("outcome")) for e in bob.journal()]
     assert events == [("proposal_received", None), ("decision", "accepted")]
-    assert "params" not in json.dumps(bob.journal())  # the spec's digest only
+    assert "shared/ids.csv" not in json.dumps(bob.journal())  # the spec's digest only
 
 
 def test_a_private_file_is_refused_naming_bob_the_rule_and_the_path(bob: Bob) -> None:
@@ -175,7 +175,7 @@ def test_a_job_of_others_does_not_exist_for_a_caller(bob: Bob) -> None:
         status, answer = call(bob, port, "alice", "POST", "/v1/jobs/j4/cancel",
                               {"reason": "alice's input is gone"})
         assert status == 200 and answer["cancelled"] is True
-    marker = json.loads(cancel_path(bob.config.job_dir, "j4").read_text())
+    marker = json.loads(cancel_path(bob.config.job_dir, "j4", "alice").read_text())
     assert marker == {"job_id": "j4", "by": "alice", "reason": "alice's input is gone"}
 
 
@@ -235,7 +235,7 @@ def test_a_failing_party_tells_its_peers_to_end_the_job(bob: Bob, tmp_path: Path
     assert answers["bob"]["ok"] is True and answers["bob"]["cancelled"] is True, answers
     assert answers["carol"]["ok"] is False and answers["carol"]["error"]
     assert set(answers) == {"bob", "carol"}
-    marker = json.loads(cancel_path(bob.config.job_dir, "j6").read_text())
+    marker = json.loads(cancel_path(bob.config.job_dir, "j6", "alice").read_text())
     assert marker["by"] == "alice" and marker["reason"] == "party alice: its input is unreadable"
     sent = [(e["peer"], e["outcome"]) for e in journal.entries()]
     assert sorted(sent) == [("bob", "told"), ("carol", "not told")]
@@ -302,8 +302,9 @@ def test_a_manual_proposal_waits_and_a_refusal_reaches_the_initiator(
     bob_env.write_text("".join(f"{k}={v}\n" for k, v in bob.config.to_env().items()))
     with serving(bob) as port:
         alice = Alice(tmp_path, bob, port)
-        proposer = threading.Thread(target=lambda: results.append(main(
-            ["propose", "--env-file", str(alice.env_file), str(alice.spec("p2"))])))
+        proposer = threading.Thread(daemon=True, target=lambda: results.append(main(
+            ["propose", "--env-file", str(alice.env_file), "--decision-timeout", "20",
+             str(alice.spec("p2"))])))
         results: list[int] = []
         proposer.start()
         record = bob.config.job_dir / ".proposals" / "p2.json"
@@ -320,3 +321,66 @@ def test_a_manual_proposal_waits_and_a_refusal_reaches_the_initiator(
     assert answer["decisions"]["bob"]["outcome"] == "refused"
     assert "not this week" in answer["error"]
     assert bob.queued == []
+
+
+def test_a_peer_without_a_rule_learns_nothing_of_bobs_files(bob: Bob) -> None:
+    spec = psi_spec("j7", "private/x.csv")
+    spec["parties"][0] = {"id": "carol", "ip": "10.89.0.4", "rayfed_port": 30000, "spu_port": 31000}
+    spec["params"]["inputs"] = {"carol": {"path": "c.csv", "keys": ["id"]},
+                                "bob": {"path": "private/x.csv", "keys": ["no_such_column"]}}
+    spec["params"]["receiver"] = "carol"
+    with serving(bob) as port:
+        _, answer = call(bob, port, "carol", "POST", "/v1/proposals", {"spec": spec})
+    assert answer["rule"] == "peers", answer
+    assert "column" not in answer["reason"] and "x.csv" not in answer["reason"]
+
+
+def test_a_link_out_of_the_allowed_datasets_is_refused(bob: Bob) -> None:
+    (bob.tmp_path / "data" / "shared" / "link.csv").symlink_to(
+        bob.tmp_path / "data" / "private" / "x.csv")
+    with serving(bob) as port:
+        _, answer = call(bob, port, "alice", "POST", "/v1/proposals",
+                         {"spec": psi_spec("j8", "shared/link.csv")})
+    assert answer["outcome"] == "refused" and answer["rule"] == "peers.alice.datasets", answer
+
+
+def test_a_cancelled_proposal_frees_the_peers_place(bob: Bob) -> None:
+    with serving(bob) as port:
+        assert call(bob, port, "alice", "POST", "/v1/proposals",
+                    {"spec": psi_spec("j9")})[1]["outcome"] == "accepted"
+        _, second = call(bob, port, "alice", "POST", "/v1/proposals", {"spec": psi_spec("j10")})
+        assert second["rule"] == "peers.alice.max_concurrent_jobs", second
+        call(bob, port, "alice", "POST", "/v1/jobs/j9/cancel", {"reason": "changed my mind"})
+        # the cancelled job never started; its worker answered it (as the supervisor does)
+        workdir = bob.config.job_dir / "j9"
+        workdir.mkdir()
+        (workdir / "result.json").write_text(json.dumps({"ok": False, "final": True,
+                                                         "phase": "start"}))
+        _, third = call(bob, port, "alice", "POST", "/v1/proposals", {"spec": psi_spec("j11")})
+        assert third["outcome"] == "accepted", third
+
+
+def test_proposals_at_once_are_decided_one_by_one(bob: Bob) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    bob.node.policy = parse_policy({"version": 1, "peers": {"alice": {
+        "kinds": {"psi": "accept"}, "datasets": ["shared/*"], "reveal_to": ["alice"],
+        "max_concurrent_jobs": 2}}}, "bob")
+    with serving(bob) as port, ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda i: call(bob, port, "alice", "POST", "/v1/proposals",
+                                               {"spec": psi_spec(f"c{i % 3}")})[1], range(12)))
+    accepted = [a["job_id"] for a in answers if a["outcome"] == "accepted"]
+    assert len(accepted) == 2 and len(set(accepted)) == 2, answers
+    assert sorted(spec["job_id"] for spec in bob.queued) == sorted(accepted)
+
+
+def test_a_body_this_node_cannot_take_is_refused_and_it_keeps_serving(bob: Bob) -> None:
+    with serving(bob) as port:
+        status, answer = call(bob, port, "alice", "POST", "/v1/proposals",
+                              raw=b'{"spec": {"job_id": "\\ud800"}}')
+        assert status == 400, answer
+        status, answer = call(bob, port, "alice", "POST", "/v1/proposals",
+                              raw=b'{"spec": ' + b"[" * 100000 + b"]" * 100000 + b"}")
+        assert status == 400, answer
+        assert call(bob, port, "alice", "POST", "/v1/proposals",
+                    {"spec": psi_spec("j12")})[1]["outcome"] == "accepted"

@@ -371,10 +371,8 @@ def test_a_job_whose_gate_does_not_open_never_starts(tmp_path: Path, federation:
 
 
 def _cancel(config: NodeConfig, job_id: str, by: str, reason: str) -> None:
-    from sfnode.jobdir import cancel_path
-    path = cancel_path(config.job_dir, job_id)
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps({"job_id": job_id, "by": by, "reason": reason}))
+    from sfnode.jobdir import write_cancel
+    write_cancel(config.job_dir, job_id, by, reason)
 
 
 def test_a_job_cancelled_by_a_party_ends_at_once_naming_it(config: NodeConfig,
@@ -412,6 +410,12 @@ def test_a_cancelled_job_never_starts_and_a_stranger_cannot_cancel(
     assert "ended by its operator: not today" in answer["error"]
     assert not (config.job_dir / "ping-0001").exists()
     spec = full_spec(job_id="ping-0002")
-    _cancel(config, "ping-0002", "mallory", "because")
+    _cancel(config, "ping-0002", "carol", "because")  # in the federation, not in the job
     assert run_job(spec, config, federation=federation, runner_command=standin(SUCCEEDS),
                    poll_seconds=0.05)["ok"] is True
+    # a stranger's word first does not hide a party's
+    _cancel(config, "ping-0003", "carol", "first")
+    _cancel(config, "ping-0003", "bob", "bob's reason")
+    answer = run_job(full_spec(job_id="ping-0003"), config, federation=federation,
+                     runner_command=standin(SUCCEEDS))
+    assert answer["ok"] is False and "ended by party bob: bob's reason" in answer["error"]
