@@ -253,6 +253,10 @@ def standby(preload: Sequence[str], channel: socket.socket) -> list[str] | None:
         importlib.import_module(module)
     message, fds, _flags, _address = socket.recv_fds(channel, ORDER_MAX_BYTES, 2)
     channel.close()
+    null = os.open(os.devnull, os.O_RDONLY)  # stdin again, as a runner started anew has it
+    if null != 0:
+        os.dup2(null, 0)
+        os.close(null)
     if not message or len(fds) != 2:
         return None
     order = json.loads(message)
