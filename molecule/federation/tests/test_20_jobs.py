@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import PARTIES, RANGES, psi_spec, unique_job_id, upload_psi_input
-from shared import WORKER_UNIT, job_process_alive
+from shared import ENV_FILE, RAY_UNIT, WORKER_UNIT, job_process_alive, wait_for
 
 VENV_SFNODE = "/usr/local/bin/sfnode"
 
@@ -107,3 +107,22 @@ def test_a_peer_that_never_answers_fails_at_the_deadline_naming_it(party_hosts, 
     # ([s] keeps pgrep from matching the shell that runs it)
     assert not job_process_alive(alice, job_id)
     assert alice.run(f"{VENV_SFNODE} health --timeout 60").rc == 0
+
+
+def test_a_node_keeps_warm_ray_workers_and_a_standby_runner_between_jobs(party_hosts):
+    """After the jobs above: alice's Ray head has its warm workers back (idle, SecretFlow
+    preloaded) and her worker a runner waiting for the next job."""
+    alice = party_hosts["alice"]
+    warm = int(alice.check_output(f"grep '^RAY_WARM_WORKERS=' {ENV_FILE}").split("=", 1)[1])
+    assert warm >= 1
+
+    def pool() -> tuple[int, int]:
+        args = alice.check_output("ps -eo args").splitlines()
+        idle = sum(1 for line in args if line.startswith("ray::IDLE"))
+        standby = sum(1 for line in args if "-m sfnode.runner --standby" in line)
+        return idle, standby
+
+    wait_for(lambda: (lambda p: p[0] >= warm and p[1] >= 1)(pool()), 120,
+             lambda: f"{warm} idle Ray workers and a standby runner (now: {pool()})")
+    preload = alice.check_output(f"systemctl show -p Environment {RAY_UNIT}")
+    assert "RAY_preload_python_modules=secretflow,spu,fed" in preload
