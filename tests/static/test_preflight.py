@@ -87,6 +87,11 @@ CASES = {
     "object store above the share of memory": ({"ray_head_object_store_max_share": 0.01},
                                                ["party alice", "ray_head_object_store_max_share 0.01",
                                                 "bytes of memory; valid: up to"]),
+    "too many warm workers": ({"ray_head_warm_workers": 65},
+                              ["party alice", "ray_head_warm_workers is '65'", "0..64"]),
+    "a preload that is no module name": ({"ray_head_preload_modules": ["secretflow", "spu; rm"]},
+                                         ["party alice", "ray_head_preload_modules", "spu; rm",
+                                          "Python module names"]),
     # host, secrets, install
     "short Redis password": ({"redis_password": "short"},
                              ["party alice", "redis_password", "16 characters", "has\n5 characters"]),
