@@ -152,12 +152,18 @@ def test_a_private_file_is_refused_naming_bob_the_rule_and_the_path(bob: Bob) ->
     assert bob.queued == []
 
 
-def test_carol_is_not_in_bobs_policy(bob: Bob) -> None:
-    spec = psi_spec("j3")
+def carols_psi(job_id: str, bob_path: str, bob_key: str) -> dict[str, Any]:
+    """A PSI carol proposes to bob (carol has no rule in bob's policy)."""
+    spec = psi_spec(job_id, bob_path)
     spec["parties"][0] = {"id": "carol", "ip": "10.89.0.4", "rayfed_port": 30000, "spu_port": 31000}
     spec["params"]["inputs"] = {"carol": {"path": "c.csv", "keys": ["id"]},
-                                "bob": {"path": "shared/ids.csv", "keys": ["id"]}}
+                                "bob": {"path": bob_path, "keys": [bob_key]}}
     spec["params"]["receiver"] = "carol"
+    return spec
+
+
+def test_carol_is_not_in_bobs_policy(bob: Bob) -> None:
+    spec = carols_psi("j3", "shared/ids.csv", "id")
     with serving(bob) as port:
         status, answer = call(bob, port, "carol", "POST", "/v1/proposals", {"spec": spec})
     assert answer["outcome"] == "refused" and answer["rule"] == "peers", answer
@@ -324,11 +330,7 @@ def test_a_manual_proposal_waits_and_a_refusal_reaches_the_initiator(
 
 
 def test_a_peer_without_a_rule_learns_nothing_of_bobs_files(bob: Bob) -> None:
-    spec = psi_spec("j7", "private/x.csv")
-    spec["parties"][0] = {"id": "carol", "ip": "10.89.0.4", "rayfed_port": 30000, "spu_port": 31000}
-    spec["params"]["inputs"] = {"carol": {"path": "c.csv", "keys": ["id"]},
-                                "bob": {"path": "private/x.csv", "keys": ["no_such_column"]}}
-    spec["params"]["receiver"] = "carol"
+    spec = carols_psi("j7", "private/x.csv", "no_such_column")
     with serving(bob) as port:
         _, answer = call(bob, port, "carol", "POST", "/v1/proposals", {"spec": spec})
     assert answer["rule"] == "peers", answer
