@@ -27,7 +27,8 @@ down() {
 # Each organisation's own controller state: its inventory (its own host and
 # the cards it received), its secrets directory and the card site.yml writes.
 inventory() {
-  local p=$1 cards=$2
+  local p=$1 cards=$2 peer
+  peer=$([ "$p" = alice ] && echo bob || echo alice)
   cat >"$out/$p/hosts.yml" <<YAML
 # $p's organisation: its own node only; the peer is known by its card.
 federation:
@@ -36,6 +37,10 @@ federation:
     node_ip: "{{ ansible_facts['default_ipv4']['address'] }}"
     redis_password_dir: "{{ inventory_dir }}/secrets"
     node_peer_cards: [$cards]
+    # What $p lets its peer do on its node: PSI jobs on the files under demo/,
+    # the result revealed to that peer too.
+    job_channel_policy:
+      $peer: {kinds: {psi: accept, ping: accept}, datasets: ["demo/*"], reveal_to: [$peer]}
   hosts:
     $p: {ansible_host: sff-demo-$p}
 YAML

@@ -41,8 +41,10 @@ def _config(args: argparse.Namespace) -> NodeConfig:
 
 
 def _read_spec(path: Path) -> Any:
+    """A spec from a file, or from standard input for ``-``."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = sys.stdin.read() if str(path) == "-" else path.read_text(encoding="utf-8")
+        return json.loads(text)
     except OSError as exc:
         raise UsageError(f"cannot read job spec {path}: {exc.strerror or exc}") from exc
     except json.JSONDecodeError as exc:
@@ -490,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = with_env(sub.add_parser("propose", help="propose a job to its other parties over the "
                                                 "job channel, then run this party's part"))
-    p.add_argument("spec", type=Path, help="job spec (short or full) JSON file")
+    p.add_argument("spec", type=Path, help="job spec (short or full) JSON file; - reads it from standard input")
     p.add_argument("--decision-timeout", type=float, default=None,
                    help="seconds to wait for decisions by a person (default: the deadline)")
     p.set_defaults(func=cmd_propose)

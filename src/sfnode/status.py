@@ -24,7 +24,7 @@ from sfnode.health import probe_ray, versions
 from sfnode.netprobe import listening_sockets, port_state
 
 # How a report names a component of SERVICE_UNITS; any other is shown by its own name.
-COMPONENT_LABELS = {"redis": "Redis", "ray_head": "Ray head", "worker": "worker"}
+COMPONENT_LABELS = {"redis": "Redis", "ray_head": "Ray head", "worker": "worker", "channel": "job channel"}
 CELERY_PING_TIMEOUT_SECONDS = 10.0
 RAY_PROBE_TIMEOUT_SECONDS = 60.0
 # A port "reachable" from a peer: the peer's host answered, whether or not

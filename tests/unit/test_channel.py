@@ -215,6 +215,18 @@ def test_a_certificate_of_no_party_is_refused_in_the_handshake(bob: Bob) -> None
         assert call(bob, port, "alice", "GET", "/v1/jobs/j1")[0] == 404
 
 
+def test_a_node_without_peers_serves_and_takes_no_caller(bob: Bob) -> None:
+    """An organisation's first site.yml, before any card arrived: the channel starts, and
+    no certificate gets through."""
+    bob.node.federation = parse_federation({"version": 1, "parties": [
+        p for p in json.loads((bob.tmp_path / "federation.json").read_text())["parties"]
+        if p["id"] == "bob"]})
+    with serving(bob) as port:
+        for who in ("alice", "mallory"):
+            with pytest.raises((ssl.SSLError, ConnectionError, http.client.HTTPException)):
+                call(bob, port, who, "GET", "/v1/jobs/j1")
+
+
 def test_a_failing_party_tells_its_peers_to_end_the_job(bob: Bob, tmp_path: Path) -> None:
     from sfnode.channel import tell_peers_to_end
 

@@ -3,7 +3,8 @@
 A card is a YAML file: ``card_version``, ``id``, ``ip``, ``rayfed_ports`` and
 ``spu_ports`` ({start, end}), ``certificate`` (PEM, or null for a party
 without TLS) and ``ca_certificate`` (the PEM certificate of the CA that signed
-it, or null or absent for a self-signed one). An inventory lists the cards of the parties it does not manage
+it, or null or absent for a self-signed one) and ``channel_port`` (the port of
+its job channel on ``ip``, or null or absent when it has none). An inventory lists the cards of the parties it does not manage
 in node_peer_cards; site.yml never connects to them.
 
 - party_cards: read and check cards (paths on the controller): one entry per
@@ -249,6 +250,7 @@ def party_cards(paths: Any, now: datetime.datetime | None = None) -> list[dict[s
             **{name: _range(data, key) for key, name in RANGE_KEYS.items()},
             "certificate": data.get("certificate"),
             "ca_certificate": data.get("ca_certificate") or None,
+            "channel_port": data.get("channel_port"),
         }
         where = f"party card {path} (party {data.get('id')})"
         problems = []
@@ -264,6 +266,14 @@ def party_cards(paths: Any, now: datetime.datetime | None = None) -> list[dict[s
         elif party["ca_certificate"] is not None:
             problems.append(f"{where}: ca_certificate is set but certificate is null; expected both (a CA-signed "
                             "party) or neither (a party without TLS)")
+        port = party["channel_port"]
+        if port is not None:
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                problems.append(f"{where}: channel_port is {port!r}; expected a port (1-65535), or null for a "
+                                "party without a job channel")
+            elif party["certificate"] is None:
+                problems.append(f"{where}: channel_port is {port} but certificate is null; expected a certificate "
+                                "too (the job channel is mutual TLS)")
         party["problems"] = problems
         parties.append(party)
     return parties
@@ -278,6 +288,7 @@ def party_card(party: dict[str, Any], certificate: Any, ca_certificate: Any = No
         **{key: {"start": int(party[name]["start"]), "end": int(party[name]["end"])} for key, name in RANGE_KEYS.items()},
         "certificate": certificate or None,
         "ca_certificate": (ca_certificate or None) if certificate else None,
+        "channel_port": int(party["channel_port"]) if certificate and str(party.get("channel_port")).isdigit() else None,
     }
 
 

@@ -63,15 +63,26 @@ def port_slots(rayfed: Any, spu: Any) -> int:
         return 0
 
 
+def channel_port(party: dict[str, Any]) -> int | None:
+    """The port of a party's job channel; None when it has none (or the value is no port:
+    the job channel role's preflight names it)."""
+    value = party.get("channel_port")
+    if isinstance(value, bool) or value is None or not str(value).isdigit():
+        return None
+    return int(value)
+
+
 def federation_document(parties: Any) -> dict[str, Any]:
     """The federation file: every party's id, address and two ranges
     (rayfed_ports, spu_ports: [start, end]), and its TLS certificate when it
-    has one (with the certificate of the CA that signed it, if one did), by id."""
+    has one (with the certificate of the CA that signed it, if one did, and the port of its
+    job channel, if it has one), by id."""
     return {"version": FEDERATION_VERSION, "parties": sorted(
         ({"id": p["id"], "ip": p["ip"],
           **{name.removeprefix("node_"): [int(p[name]["start"]), int(p[name]["end"])] for name in RANGES},
           **({"certificate": p["certificate"]} if p.get("certificate") else {}),
-          **({"ca_certificate": p["ca_certificate"]} if p.get("certificate") and p.get("ca_certificate") else {})}
+          **({"ca_certificate": p["ca_certificate"]} if p.get("certificate") and p.get("ca_certificate") else {}),
+          **({"channel_port": channel_port(p)} if p.get("certificate") and channel_port(p) else {})}
          for p in parties), key=lambda p: p["id"])}
 
 
@@ -100,7 +111,8 @@ def _party_problems(party: dict[str, Any], many: bool, problems: list[str]) -> d
     if len(ranges) == 2 and set(ranges["node_rayfed_ports"]) & set(ranges["node_spu_ports"]):
         problems.append(f"{where}: node_rayfed_ports {_span(ranges['node_rayfed_ports'])} and node_spu_ports "
                         f"{_span(ranges['node_spu_ports'])} overlap; expected disjoint ranges")
-    fixed = {"redis_port": party.get("redis_port"), "ray_head_port": party.get("ray_head_port")}
+    fixed = {"redis_port": party.get("redis_port"), "ray_head_port": party.get("ray_head_port"),
+             "job_channel_port": channel_port(party)}
     fixed |= {f"ray_head_aux_ports.{k}": v for k, v in (party.get("ray_head_aux_ports") or {}).items()}
     others: dict[str, range] = {name: range(int(port), int(port) + 1)
                                 for name, port in fixed.items() if port is not None}
