@@ -74,6 +74,10 @@ def test_a_standby_runner_is_known_by_its_start_time(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
                              "-m", supervise.RUNNER_MODULE, "--standby"])
     try:
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        deadline = time.monotonic() + 5  # a loaded machine may show the fork before the exec
+        while supervise.RUNNER_MODULE.encode() not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         status = {"pid": proc.pid, "pid_start": process_start(proc.pid)}
         assert supervise._runner_alive(status, "job-1") is True
         assert supervise._runner_alive({**status, "pid_start": status["pid_start"] + 1},
