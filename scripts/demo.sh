@@ -114,14 +114,14 @@ PY
                        "bob": {"path": "demo/customers.csv", "keys": ["customer_id"]}},
             "receiver": "alice", "protocol": "PROTOCOL_RR22", "broadcast_result": true}}
 JSON
-  echo "demo: PSI $job_id: alice and bob each submit their own side through playbooks/job.yml"
+  echo "demo: PSI $job_id: alice proposes it to bob over the job channel (playbooks/propose.yml, alice's inventory only);"
+  echo "demo: bob's node decides by bob's policy (job_channel_policy) and runs its side; alice runs hers"
   local ok=0
-  each_org job playbooks/job.yml -e "job_spec=$out/psi.json" || ok=1
-  for p in "${parties[@]}"; do
-    echo "demo: $p's result:"
-    awk '/^TASK \[Results by party\]/ {on=1; next} /^TASK / {on=0} on && NF' "$out/$p/job.log"
-  done
-  [ "$ok" -eq 0 ] || exit 1
+  ansible-playbook playbooks/propose.yml -i "$out/alice/hosts.yml" -e "job_spec=$out/psi.json" \
+    >"$out/alice/propose.log" 2>&1 || ok=1
+  awk '/^TASK \[Decisions, results and states by party\]/ {on=1; next} /^TASK / {on=0} on && NF' "$out/alice/propose.log"
+  [ "$ok" -eq 0 ] || { tail -n 30 "$out/alice/propose.log"; exit 1; }
+  echo "demo: what each node recorded: podman exec sff-demo-bob sfnode audit --job $job_id"
   echo
   echo "demo: expected 50000 ids on each side and 25000 in the intersection (see the results above)."
   echo "demo: the output file is on alice: podman exec sff-demo-alice head /var/lib/secretflow/jobs/$job_id/psi_output.csv"

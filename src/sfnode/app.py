@@ -133,7 +133,7 @@ def _journal_and_fail_fast(config: NodeConfig, spec: dict[str, Any],
     # the phase only: this party's error text (paths, columns) stays in its own journal
     channel.tell_peers_to_end(config, load_federation(config.federation_file), job_id,
                               channel.job_parties(spec),
-                              f"party {config.node_id}: its part failed in phase "
+                              f"its part failed in phase "
                               f"{answer.get('phase')}", journal)
 
 

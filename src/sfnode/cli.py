@@ -315,7 +315,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     journal = _journal(config)
     journal.record("cancel_sent", job_id=args.job_id, peer=config.node_id, reason=reason)
     told = tell_peers_to_end(config, load_federation(config.federation_file), args.job_id,
-                             parties, f"party {config.node_id}: {reason}", journal)
+                             parties, reason, journal)
     _print_json({"job_id": args.job_id, "ended_here": True,
                  "told": {pid: bool(a.get("ok")) for pid, a in told.items()},
                  "errors": {pid: a.get("error") for pid, a in told.items() if not a.get("ok")}})
@@ -409,7 +409,7 @@ def cmd_propose(args: argparse.Namespace) -> int:
         why = "; ".join(f"party {pid} {d['outcome']}"
                         + (f" ({d.get('rule')}): {d.get('reason')}" if d.get("rule") else
                            f": {d.get('reason')}") for pid, d in refused.items())
-        tell_peers_to_end(config, federation, job_id, parties, f"party {me}: {why}", journal)
+        tell_peers_to_end(config, federation, job_id, parties, why, journal)
         write_cancel(config.job_dir, job_id, me, why)  # nothing of it starts here either
         _print_json({"job_id": job_id, "ok": False, "decisions": decisions,
                      "error": f"job {job_id} does not run: {why}"})

@@ -39,6 +39,9 @@ GateAsker = Callable[[Path, gate.GateRequest], object]
 
 KILL_GRACE_SECONDS = 10.0
 POLL_SECONDS = 0.5
+# A runner that failed by itself may have lost a peer that was ended on purpose: that
+# peer's word (a cancellation) is waited for this long, to name the real cause.
+CANCEL_GRACE_SECONDS = 1.5
 # The runner is started by this module path, and recognised by it (with its
 # job id) in /proc/PID/cmdline after a worker restart.
 RUNNER_MODULE = "sfnode.runner"
@@ -334,9 +337,23 @@ def _run_locked(spec: JobSpec, config: NodeConfig, federation: Federation, lock:
                 proc.wait(timeout=poll_seconds)
     finally:
         close_gate(spec, config, ask_gate, log_path)
+    if cancelled is None and not timed_out and proc.returncode != 0:
+        cancelled = _cancellation_within(spec, config, min(CANCEL_GRACE_SECONDS, 3 * poll_seconds + 1))
     if cancelled is not None:
         return _cancelled_answer(spec, config, workdir, started, cancelled)
     return _answer(spec, config, workdir, started, timed_out, f"code {proc.returncode}")
+
+
+def _cancellation_within(spec: JobSpec, config: NodeConfig,
+                         seconds: float) -> dict[str, Any] | None:
+    """The job's cancellation, waited for up to ``seconds`` (a peer that ended the job tells
+    this party about when its end broke this party's links)."""
+    give_up = time.monotonic() + seconds
+    while True:
+        cancelled = cancellation(spec, config)
+        if cancelled is not None or time.monotonic() >= give_up:
+            return cancelled
+        time.sleep(0.1)
 
 
 def cancellation(spec: JobSpec, config: NodeConfig) -> dict[str, Any] | None:
@@ -356,13 +373,16 @@ def _cancelled_error(spec: JobSpec, config: NodeConfig, cancelled: Mapping[str, 
 
 def _cancelled_answer(spec: JobSpec, config: NodeConfig, workdir: Path, started: float,
                       cancelled: Mapping[str, Any]) -> dict[str, Any]:
-    """A job ended by a cancellation: final, so a redelivered task replays it."""
+    """A job ended by a cancellation: final, so a redelivered task replays it. A runner
+    that failed by itself meanwhile keeps its own error beside the cancellation's."""
     result = read_json(workdir / RESULT_NAME)
-    if isinstance(result, dict) and result.get("final"):  # it ended by itself first
+    if isinstance(result, dict) and result.get("final") and result.get("ok"):  # done first
         return _answer(spec, config, workdir, started, False, "an unknown code")
     status = read_json(workdir / STATUS_NAME) or {}
     phase = status.get("phase") or "start"
     error = _cancelled_error(spec, config, cancelled)
+    if isinstance(result, dict) and result.get("final") and result.get("error"):
+        error = f"{error} (here it failed meanwhile: {result['error']})"[:4000]
     write_json_atomic(workdir / RESULT_NAME, {"ok": False, "final": True, "phase": phase,
                                               "error": error, "cancelled_by": cancelled["by"]})
     return {"job_id": spec.job_id, "party": config.node_id, "kind": spec.kind,

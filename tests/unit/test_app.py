@@ -106,7 +106,7 @@ def test_a_job_that_fails_here_is_journalled_and_ended_on_its_other_parties(
     spec = full_spec()
     failed = {"ok": False, "phase": "validate", "error": "slot 0 on party alice is busy"}
     app_module._journal_and_fail_fast(config, spec, failed)
-    assert told == [("ping-0001", ["alice", "bob"], "party alice: its part failed in phase validate")]
+    assert told == [("ping-0001", ["alice", "bob"], "its part failed in phase validate")]
     # ended by another party, a reused id, a success: nobody is told
     for answer in ({**failed, "cancelled_by": "bob"}, {**failed, "reused": True},
                    {"ok": True, "phase": "done", "result": {"pong": True}}):

@@ -402,6 +402,47 @@ def test_a_job_cancelled_by_a_party_ends_at_once_naming_it(config: NodeConfig,
         time.sleep(0.05)
 
 
+# A runner whose peer was ended on purpose: its link breaks and it fails by itself (rayfed
+# exits after a failed send), while the peer's word is on its way.
+FAILS_WHEN_ITS_PEER_ENDS = textwrap.dedent("""
+    import json, os, sys, time
+    workdir = sys.argv[2]
+    json.dump({"phase": "run", "pid": os.getpid()}, open(os.path.join(workdir, "status.json"), "w"))
+    open(os.path.join(workdir, "running"), "w").close()
+    while not os.path.exists(os.path.join(workdir, "peer-ended")):
+        time.sleep(0.02)
+    sys.exit(1)
+""")
+
+
+def test_a_runner_that_fails_as_its_peer_is_ended_names_the_party_that_ended_it(
+        config: NodeConfig, federation: Federation) -> None:
+    answers: list[dict[str, object]] = []
+    runner = threading.Thread(target=lambda: answers.append(run_job(
+        full_spec(deadline_seconds=60), config, federation=federation,
+        runner_command=standin(FAILS_WHEN_ITS_PEER_ENDS), grace_seconds=0.5, poll_seconds=0.05)))
+    runner.start()
+    workdir = config.job_dir / "ping-0001"
+    deadline = time.monotonic() + 10
+    while not (workdir / "running").exists():
+        assert time.monotonic() < deadline, "the runner never started"
+        time.sleep(0.02)
+    (workdir / "peer-ended").touch()  # bob's runner is killed: this one fails at once...
+    time.sleep(0.1)
+    _cancel(config, "ping-0001", "bob", "wrong file")  # ...and bob's word comes a moment later
+    runner.join(15)
+    answer = answers[0]
+    assert answer["ok"] is False and answer["cancelled_by"] == "bob", answer
+    assert answer["error"].startswith("job 'ping-0001' on party alice was ended by party bob: wrong file")
+
+
+def test_a_runner_that_fails_by_itself_keeps_its_own_error(config: NodeConfig,
+                                                          federation: Federation) -> None:
+    answer = run_job(full_spec(), config, federation=federation, runner_command=standin(CRASHES),
+                     poll_seconds=0.05)
+    assert answer["ok"] is False and "cancelled_by" not in answer and "bob" not in answer["error"]
+
+
 def test_a_cancelled_job_never_starts_and_a_stranger_cannot_cancel(
         config: NodeConfig, federation: Federation) -> None:
     _cancel(config, "ping-0001", "alice", "not today")
