@@ -147,6 +147,10 @@ def test_alice_proposes_a_psi_that_bobs_policy_grants_and_both_results_are_right
         assert answer.get("ok") is True, (pid, answer)
         assert answer["result"]["original_count"] == 3000, (pid, answer)
         assert answer["result"]["intersection_count"] == 1000, (pid, answer)
+    # one view of the job from either party: every party's state
+    view = outcome(sfnode(inputs["bob"], f"job {job_id}"))
+    assert {pid: view["parties"][pid]["state"] for pid in ("alice", "bob")} == {"alice": "done", "bob": "done"}, view
+    assert view["parties"]["bob"]["decision"]["rule"] == "peers.alice.kinds.psi", view
 
 
 def test_a_psi_on_bobs_private_file_is_refused_by_bob_and_nothing_starts(inputs):
@@ -277,6 +281,26 @@ def test_a_running_psi_cancelled_by_bob_ends_on_both_and_the_slot_takes_the_next
     answer, _ = propose(alice, {"job_id": after, "kind": "ping", "parties": ["alice", "bob"], "slot": 15})
     RAN.append(("after", after))
     assert answer["rc"] == 0, answer
+
+
+def test_a_job_of_one_administrator_is_cancelled_everywhere_too(three_parties, inputs):
+    """playbooks/job.yml (no proposal, no policy): sfnode cancel on alice ends bob's side as well."""
+    alice, bob = inputs["alice"], inputs["bob"]
+    job_id = unique_job_id("ch-admin")
+    proc = three_parties.start(psi(job_id, 16, bob_path="shared/big.csv", alice_path="shared/big.csv"))
+
+    def running(host) -> bool:
+        run = host.run(f"cat {JOBS_DIR}/{job_id}/status.json")
+        return run.rc == 0 and json.loads(run.stdout).get("phase") == "run"
+
+    wait_for(lambda: running(alice) and running(bob), 180, "both sides to run the PSI", step=0.5)
+    run = sfnode(alice, f"cancel {job_id} --reason 'stop it'")
+    assert run.rc == 0 and outcome(run)["told"] == {"bob": True}, (run.stdout, run.stderr)
+    wait_for(lambda: not job_process_alive(alice, job_id) and not job_process_alive(bob, job_id), 15,
+             "both runners to end")
+    done = three_parties.finish(proc, timeout=120)
+    assert done.rc != 0, done
+    assert "ended by party alice: stop it" in done.results["bob"]["error"], done
 
 
 def test_bad_calls_on_the_channel_are_refused_and_the_node_keeps_serving(inputs, tmp_path):
