@@ -32,14 +32,18 @@ def role_vars(role: str) -> dict:
     return found
 
 
-NODE, REDIS, RAY_HEAD, WORKER, FIREWALL = (role_vars(role) for role in
-                                           ("node", "redis", "ray_head", "celery_worker", "firewall"))
+NODE, REDIS, RAY_HEAD, WORKER, FIREWALL, CHANNEL = (role_vars(role) for role in
+                                                    ("node", "redis", "ray_head", "celery_worker", "firewall",
+                                                     "job_channel"))
 # A node's units in the order they start: the broker, the Ray head, the worker.
 UNITS = (REDIS["redis_unit"], RAY_HEAD["ray_head_unit"], WORKER["celery_worker_unit"])
 REDIS_UNIT, RAY_UNIT, WORKER_UNIT = UNITS
 # Redis as Debian's redis user, the Ray head as its own user (it must not read
 # the broker password), the worker as the service user.
-UNIT_USERS = {REDIS_UNIT: REDIS["redis_user"], RAY_UNIT: NODE["node_ray_user"], WORKER_UNIT: NODE["node_user"]}
+# The job channel, which peers call: not part of a node's restart order.
+CHANNEL_UNIT = CHANNEL["job_channel_unit"]
+UNIT_USERS = {REDIS_UNIT: REDIS["redis_user"], RAY_UNIT: NODE["node_ray_user"], WORKER_UNIT: NODE["node_user"],
+              CHANNEL_UNIT: NODE["node_user"]}
 ENV_FILE = f"{NODE['node_config_dir']}/node.env"
 JOBS_DIR = f"{NODE['node_data_dir']}/jobs"
 VENV = f"{NODE['node_install_dir']}/venv"  # secretflow_runtime_venv

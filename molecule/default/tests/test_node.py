@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import run_site
-from shared import (ENV_FILE, NODE, RAY_HEAD, RAY_UNIT, REDIS, REDIS_UNIT, UNIT_USERS, UNITS, VENV, WORKER_UNIT,
+from shared import (CHANNEL_UNIT, ENV_FILE, NODE, RAY_HEAD, RAY_UNIT, REDIS, REDIS_UNIT, UNIT_USERS, UNITS, VENV, WORKER_UNIT,
                     start_stamps, wait_for)
 
 
@@ -47,14 +47,14 @@ def test_ray_and_celery_clis_work_with_the_pinned_click(host):
     assert host.check_output(f"{VENV}/bin/python -c 'import click; print(click.__version__)'") == "8.2.1"
 
 
-@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("unit", (*UNITS, CHANNEL_UNIT))
 def test_units_enabled_and_active(host, unit, journal):
     service = host.service(unit)
     assert service.is_enabled
     assert service.is_running, journal(unit)
 
 
-@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("unit", (*UNITS, CHANNEL_UNIT))
 def test_units_are_hardened(host, unit):
     props = dict(
         line.split("=", 1)
@@ -149,7 +149,7 @@ def test_env_file_content_owner_and_mode(host):
     for key, ports in (("RAYFED_PORTS", NODE["node_rayfed_ports"]), ("SPU_PORTS", NODE["node_spu_ports"])):
         assert env[key] == f"{ports['start']}-{ports['end']}", key
     assert env["FEDERATION_FILE"] == "/etc/secretflow/federation.json"
-    assert env["SERVICE_UNITS"] == f"redis={REDIS_UNIT},ray_head={RAY_UNIT},worker={WORKER_UNIT}"
+    assert env["SERVICE_UNITS"] == f"redis={REDIS_UNIT},ray_head={RAY_UNIT},worker={WORKER_UNIT},channel={CHANNEL_UNIT}"
     assert "RAY_ADDRESS" not in env
 
 
@@ -217,10 +217,10 @@ def test_the_whole_node_restarts_healthy_with_units_in_order(host, journal):
 # `systemd-analyze security` exposure (0 best, 10 unhardened) measured on this
 # scenario's node once the units were hardened (docs/guardrails.md): a change
 # that loosens a unit shows up here.
-EXPOSURE_AT_MOST = {REDIS_UNIT: 1.7, RAY_UNIT: 2.0, WORKER_UNIT: 2.0}
+EXPOSURE_AT_MOST = {REDIS_UNIT: 1.7, RAY_UNIT: 2.0, WORKER_UNIT: 2.0, CHANNEL_UNIT: 1.7}
 
 
-@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("unit", (*UNITS, CHANNEL_UNIT))
 def test_each_unit_keeps_its_exposure_score(host, unit):
     out = host.check_output(f"systemd-analyze security {unit} --no-pager")
     match = re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", out)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from conftest import PARTIES, connects, node_ip, psi_spec, start_stamps, unique_job_id, upload_psi_input
-from shared import FIREWALL, NODE, RAY_HEAD, REDIS, wait_for
+from shared import CHANNEL, FIREWALL, NODE, RAY_HEAD, REDIS, wait_for
 
 TABLE = f"nft list table inet {FIREWALL['firewall_table']}"
 RAYFED, SPU = NODE["node_rayfed_ports"], NODE["node_spu_ports"]
@@ -41,6 +41,9 @@ def test_firewall_opens_the_ranges_to_peers_only(party_hosts):
     assert connects(bob, ip, spu), "a peer reaches the SPU port"
     assert not connects(carol, ip, rayfed), "a non-peer must not reach the rayfed port"
     assert not connects(carol, ip, spu), "a non-peer must not reach the SPU port"
+    channel = CHANNEL["job_channel_port"]
+    assert connects(bob, ip, channel), "a peer reaches the job channel"
+    assert not connects(carol, ip, channel), "a non-peer must not reach the job channel"
     closed = {"the Ray GCS": gcs, "Redis": REDIS["redis_port"],
               "Ray's client server": RAY_HEAD["ray_head_aux_ports"]["client_server"],
               "a Ray worker port": RAY_HEAD["ray_head_worker_ports"]["start"]}

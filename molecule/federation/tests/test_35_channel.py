@@ -25,10 +25,9 @@ from pathlib import Path
 import pytest
 
 from conftest import PARTIES, SFNODE, node_ip, unique_job_id
-from shared import JOBS_DIR, NODE, _door, job_process_alive, role_vars, wait_for
+from shared import CHANNEL, JOBS_DIR, NODE, _door, job_process_alive, wait_for
 from test_25_tls import stranger_files
 
-CHANNEL = role_vars("job_channel")
 PORT = CHANNEL["job_channel_port"]
 DATA = f"{NODE['node_data_dir']}/data"
 USER = NODE["node_user"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from conftest import PARTIES, SFNODE, node_ip, start_stamps, unique_job_id
-from shared import FIREWALL, NODE, REDIS, UNITS
+from shared import CHANNEL_UNIT, FIREWALL, NODE, REDIS, UNITS
 
 TABLE = f"nft list table inet {FIREWALL['firewall_table']}"
 
@@ -36,7 +36,7 @@ def test_a_party_is_removed_and_nobody_is_restarted(jobs, three_parties, party_h
     assert out.rc != 0 and "carol" in out.stdout + out.stderr, out.stdout + out.stderr
 
     # carol's node: services, software, configuration and user gone; data kept
-    for unit in (*UNITS, FIREWALL["firewall_unit"]):
+    for unit in (*UNITS, CHANNEL_UNIT, FIREWALL["firewall_unit"]):
         assert not carol.file(f"/etc/systemd/system/{unit}").exists, unit
         assert carol.run(f"systemctl is-active {unit}").stdout.strip() != "active", unit
     for path in (NODE["node_install_dir"], NODE["node_config_dir"], SFNODE):
