@@ -12,9 +12,15 @@ The API (JSON bodies, at most ``MAX_BODY_BYTES``; an unknown field is refused):
 
 - ``POST /v1/proposals`` ``{"spec": FULL_SPEC}``: the caller proposes a job
   it is a party of. This node validates the spec as its worker would, lets
-  its policy decide (``sfnode.policy``), writes the proposal and the decision
-  to its journal, and, accepted, queues the job on its own worker. The answer:
+  its policy decide (``sfnode.policy``) and writes the proposal and the
+  decision to its journal. The answer:
   ``{"party", "job_id", "outcome": accepted|refused|waiting, "rule", "reason"}``.
+  Nothing runs yet: a party that accepted keeps no slot while another still
+  decides.
+- ``POST /v1/jobs/JOB_ID/start`` ``{}``: the initiator, once every party has
+  accepted, has this node queue its part on its own worker (once; a second
+  start changes nothing). Only the initiator may, and only for a job this
+  party accepted (a person's approval included) and nobody ended.
 - ``GET /v1/jobs/JOB_ID``: this party's state of a job the caller is a party
   of (a job of others does not exist for it: 404).
 - ``POST /v1/jobs/JOB_ID/cancel`` ``{"reason": TEXT}``: a party of the job
@@ -155,6 +161,7 @@ def make_app(node: ChannelNode) -> web.Application:
         web.post(f"{API}/proposals", _handler(node, _propose)),
         web.get(f"{API}/jobs/{{job_id}}", _handler(node, _job_state)),
         web.post(f"{API}/jobs/{{job_id}}/cancel", _handler(node, _cancel)),
+        web.post(f"{API}/jobs/{{job_id}}/start", _handler(node, _start)),
     ])
     return app
 
@@ -245,9 +252,32 @@ async def _propose(node: ChannelNode, request: web.Request, peer: str) -> dict[s
         decision = await asyncio.to_thread(_decide_and_record, node, spec_data, peer)
     await asyncio.to_thread(node.journal.record, "decision", job_id=job_id, peer=peer,
                             **decision.to_dict())
-    if decision.outcome == ACCEPTED:
-        await asyncio.to_thread(node.enqueue, spec_data)
     return {"party": node.me, "job_id": job_id, **decision.to_dict()}
+
+
+async def _start(node: ChannelNode, request: web.Request, peer: str) -> dict[str, Any]:
+    """The initiator's word that every party accepted: this party's part is queued."""
+    job_id = _job_id(request)
+    await _body(request, ())
+    async with node.lock:  # one start, even when the initiator's call is repeated
+        record = await asyncio.to_thread(read_json, node.proposal_path(job_id))
+        if not isinstance(record, dict) or peer not in job_parties(record.get("spec")):
+            raise Refusal(404, f"party {node.me} has no job {job_id} of party {peer}")
+        if record.get("initiator") != peer:
+            raise Refusal(403, f"only the initiator of job {job_id}, party "
+                               f"{record.get('initiator')}, may start it")
+        if record.get("outcome") != ACCEPTED:
+            raise Refusal(409, f"job {job_id} is {record.get('outcome')} on party {node.me}, "
+                               "not accepted")
+        if jobdir.cancellations(node.config.job_dir, job_id):
+            raise Refusal(409, f"job {job_id} was ended on party {node.me}")
+        if record.get("started_at"):
+            return {"party": node.me, "job_id": job_id, "started": True}
+        record["started_at"] = round(time.time(), 3)
+        await asyncio.to_thread(write_json_atomic, node.proposal_path(job_id), record)
+    await asyncio.to_thread(node.journal.record, "start_received", job_id=job_id, peer=peer)
+    await asyncio.to_thread(node.enqueue, record["spec"])
+    return {"party": node.me, "job_id": job_id, "started": True}
 
 
 def _short(value: Any, limit: int = 128) -> str | None:
@@ -337,8 +367,10 @@ def job_state(config: NodeConfig, job_id: str,
             state["ended_by"] = result.get("cancelled_by")
     elif isinstance(status, dict) and status.get("phase"):
         state.update(state="running", phase=status.get("phase"))
+    elif decision is not None and decision.get("outcome") == ACCEPTED and decision.get("started_at"):
+        state["state"] = "queued"  # started by its initiator, waiting for a worker process
     elif decision is not None:
-        state["state"] = str(decision.get("outcome"))  # accepted (queued), waiting, refused
+        state["state"] = str(decision.get("outcome"))  # accepted (not started yet), waiting, refused
     else:
         state["state"] = "queued"  # submitted to this node's worker directly
     if jobdir.cancellations(config.job_dir, job_id) and state["state"] in (

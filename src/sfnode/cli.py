@@ -323,8 +323,9 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def _decide_waiting(args: argparse.Namespace, outcome: str) -> int:
-    """A person's decision on a proposal that waits for one."""
-    from sfnode.channel import PROPOSALS_DIR, enqueue_here
+    """A person's decision on a proposal that waits for one. An approved job runs once its
+    initiator has every party's consent and starts it."""
+    from sfnode.channel import PROPOSALS_DIR
     from sfnode.jobdir import read_json, write_cancel, write_json_atomic
 
     config = _service_user(_config(args))
@@ -341,9 +342,7 @@ def _decide_waiting(args: argparse.Namespace, outcome: str) -> int:
     _journal(config).record("approved" if outcome == "accepted" else "refused",
                             job_id=args.job_id, peer=record.get("initiator"), by=who,
                             reason=reason)
-    if outcome == "accepted":
-        enqueue_here(config, record["spec"])
-    else:  # nothing of it may start here
+    if outcome != "accepted":  # nothing of it may start here
         write_cancel(config.job_dir, args.job_id, config.node_id, reason)
     _print_json({"job_id": args.job_id, "party": config.node_id, "outcome": outcome,
                  "reason": reason})
@@ -351,12 +350,12 @@ def _decide_waiting(args: argparse.Namespace, outcome: str) -> int:
 
 
 def cmd_propose(args: argparse.Namespace) -> int:
-    """Propose a job to its other parties; once every one has accepted, run this party's
-    part here and show every party's outcome."""
+    """Propose a job to its other parties; once every one has accepted, start it on each
+    of them, run this party's part here and show every party's outcome."""
     from sfnode.channel import (PROPOSALS_DIR, call_peers, channel_peers, job_parties,
                                 tell_peers_to_end)
     from sfnode.journal import digest
-    from sfnode.jobdir import write_cancel, write_json_atomic
+    from sfnode.jobdir import read_json, write_cancel, write_json_atomic
 
     config = _service_user(_config(args))
     federation = load_federation(config.federation_file)
@@ -404,16 +403,29 @@ def cmd_propose(args: argparse.Namespace) -> int:
             if isinstance(decision, dict) and state.get("state") != "waiting":
                 decisions[pid] = {"party": pid, "outcome": decision.get("outcome"),
                                   "rule": decision.get("rule"), "reason": decision.get("reason")}
+    why = ""
     if not all(d.get("outcome") == "accepted" for d in decisions.values()):
         refused = {pid: d for pid, d in decisions.items() if d.get("outcome") != "accepted"}
         why = "; ".join(f"party {pid} {d['outcome']}"
                         + (f" ({d.get('rule')}): {d.get('reason')}" if d.get("rule") else
                            f": {d.get('reason')}") for pid, d in refused.items())
+    else:  # every party accepted: each runs its part now, this one too
+        starts = call_peers(config, {pid: ("POST", peer, f"/jobs/{job_id}/start", {})
+                                     for pid, peer in peers.items()})
+        for pid, answer in starts.items():
+            journal.record("start_sent", job_id=job_id, peer=pid,
+                           outcome="started" if answer.get("ok") else "not started",
+                           error=None if answer.get("ok") else str(answer.get("error")))
+        failed = {pid: a for pid, a in starts.items() if not a.get("ok")}
+        why = "; ".join(f"party {pid} could not start it: {a.get('error')}"
+                        for pid, a in failed.items())
+    if why:
         tell_peers_to_end(config, federation, job_id, parties, why, journal)
         write_cancel(config.job_dir, job_id, me, why)  # nothing of it starts here either
         _print_json({"job_id": job_id, "ok": False, "decisions": decisions,
                      "error": f"job {job_id} does not run: {why}"})
         return EXIT_FAILED
+    write_json_atomic(record, {**(read_json(record) or {}), "started_at": round(time.time(), 3)})
     deadline = spec["deadline_seconds"]
     results = _call_many({me: (config.redis_url, config.result_backend_url)},
                          config.celery_queue, RUN_JOB_TASK, [spec],

@@ -30,6 +30,8 @@ EVENTS = frozenset({
     "decision",           # this node's policy decided (outcome, rule, reason)
     "approved",           # a person approved a waiting job here (by: who ran sfnode)
     "refused",            # a person refused a waiting job here
+    "start_sent",         # every party accepted: this node told a peer to run its part (peer)
+    "start_received",     # the initiator told this node to run its accepted part (peer)
     "started",            # the job's runner started here
     "ended",              # the job ended here (ok, phase, result_digest or error)
     "cancel_sent",        # this node told a peer to end a job (peer, reason)

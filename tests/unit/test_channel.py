@@ -127,19 +127,48 @@ def bob(tmp_path: Path, certs: dict[str, tuple[str, str]]) -> Bob:
     return Bob(tmp_path, certs)
 
 
-def test_alice_proposes_a_psi_on_bobs_shared_file_and_it_is_queued(bob: Bob) -> None:
+def test_alice_proposes_a_psi_on_bobs_shared_file_and_starts_it_once_accepted(bob: Bob) -> None:
     with serving(bob) as port:
         status, answer = call(bob, port, "alice", "POST", "/v1/proposals", {"spec": psi_spec("j1")})
         assert status == 200, answer
         assert answer == {"party": "bob", "job_id": "j1", "outcome": "accepted",
                           "rule": "peers.alice.kinds.psi",
                           "reason": "party bob accepts jobs of kind psi from alice"}
-        assert [spec["job_id"] for spec in bob.queued] == ["j1"]
+        assert bob.queued == []  # nothing runs before alice has every party's consent
         status, state = call(bob, port, "alice", "GET", "/v1/jobs/j1")
         assert status == 200 and state["state"] == "accepted", state
+        # carol is no party of it: the job does not exist for her
+        assert call(bob, port, "carol", "POST", "/v1/jobs/j1/start", {})[0] == 404
+        for _ in range(2):  # a repeated start queues it once
+            status, started = call(bob, port, "alice", "POST", "/v1/jobs/j1/start", {})
+            assert status == 200 and started["started"] is True, started
+        assert [spec["job_id"] for spec in bob.queued] == ["j1"]
+        assert call(bob, port, "alice", "GET", "/v1/jobs/j1")[1]["state"] == "queued"
     events = [(e["event"], e.get("outcome")) for e in bob.journal()]
-    assert events == [("proposal_received", None), ("decision", "accepted")]
+    assert events == [("proposal_received", None), ("decision", "accepted"), ("refused_call", None),
+                      ("start_received", None)]
     assert "shared/ids.csv" not in json.dumps(bob.journal())  # the spec's digest only
+
+
+def test_only_an_accepted_job_that_nobody_ended_starts(bob: Bob) -> None:
+    bob.node.policy = parse_policy({"version": 1, "peers": {"alice": {
+        "kinds": {"psi": "manual"}, "datasets": ["shared/*"], "reveal_to": ["alice"],
+        "max_concurrent_jobs": 3}}}, "bob")
+    with serving(bob) as port:
+        assert call(bob, port, "alice", "POST", "/v1/proposals",
+                    {"spec": psi_spec("w1")})[1]["outcome"] == "waiting"
+        status, answer = call(bob, port, "alice", "POST", "/v1/jobs/w1/start", {})
+        assert status == 409 and "waiting" in answer["error"], answer
+        assert call(bob, port, "alice", "POST", "/v1/jobs/nope/start", {})[0] == 404
+        # approved by a person, then ended by alice before she started it
+        record = bob.config.job_dir / ".proposals" / "w1.json"
+        record.write_text(json.dumps({**json.loads(record.read_text()), "outcome": "accepted"}))
+        call(bob, port, "alice", "POST", "/v1/jobs/w1/cancel", {"reason": "carol refused"})
+        status, answer = call(bob, port, "alice", "POST", "/v1/jobs/w1/start", {})
+        assert status == 409 and "ended" in answer["error"], answer
+        status, answer = call(bob, port, "alice", "POST", "/v1/jobs/w1/start", {"now": True})
+        assert status == 400, answer
+    assert bob.queued == []
 
 
 def test_a_private_file_is_refused_naming_bob_the_rule_and_the_path(bob: Bob) -> None:
@@ -385,7 +414,8 @@ def test_proposals_at_once_are_decided_one_by_one(bob: Bob) -> None:
                                                {"spec": psi_spec(f"c{i % 3}")})[1], range(12)))
     accepted = [a["job_id"] for a in answers if a["outcome"] == "accepted"]
     assert len(accepted) == 2 and len(set(accepted)) == 2, answers
-    assert sorted(spec["job_id"] for spec in bob.queued) == sorted(accepted)
+    records = sorted(p.stem for p in (bob.config.job_dir / ".proposals").glob("*.json"))
+    assert records == sorted(accepted)
 
 
 def test_a_body_this_node_cannot_take_is_refused_and_it_keeps_serving(bob: Bob) -> None:

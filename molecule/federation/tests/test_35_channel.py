@@ -338,18 +338,19 @@ def test_each_journal_lists_the_jobs_events_in_order(inputs):
     """What each party recorded of the jobs above, in the order they ran: per job, the events
     each party must have in this order (bob's, then alice's)."""
     expected = {
-        "psi": (["proposal_received", "decision", "started", "ended"], ["proposal_sent", "started", "ended"]),
+        "psi": (["proposal_received", "decision", "start_received", "started", "ended"],
+                ["proposal_sent", "start_sent", "started", "ended"]),
         "private": (["proposal_received", "decision"], ["proposal_sent", "cancel_sent"]),
-        "approved": (["proposal_received", "decision", "approved", "started", "ended"],
-                     ["proposal_sent", "started", "ended"]),
+        "approved": (["proposal_received", "decision", "approved", "start_received", "started", "ended"],
+                     ["proposal_sent", "start_sent", "started", "ended"]),
         "refused": (["proposal_received", "decision", "refused"], ["proposal_sent", "cancel_sent"]),
         # bob's side fails, then bob tells alice, whose side ends
-        "busy": (["proposal_received", "decision", "started", "ended", "cancel_sent"],
-                 ["proposal_sent", "cancel_received", "ended"]),
-        "unreadable": (["proposal_received", "decision", "started", "ended", "cancel_sent"],
-                       ["proposal_sent", "cancel_received", "ended"]),
-        "cancelled": (["proposal_received", "decision", "started", "cancel_sent"],
-                      ["proposal_sent", "started", "cancel_received", "ended"]),
+        "busy": (["proposal_received", "decision", "start_received", "started", "ended", "cancel_sent"],
+                 ["proposal_sent", "start_sent", "cancel_received", "ended"]),
+        "unreadable": (["proposal_received", "decision", "start_received", "started", "ended", "cancel_sent"],
+                       ["proposal_sent", "start_sent", "cancel_received", "ended"]),
+        "cancelled": (["proposal_received", "decision", "start_received", "started", "cancel_sent"],
+                      ["proposal_sent", "start_sent", "started", "cancel_received", "ended"]),
     }
     journals = {pid: journal(inputs[pid]) for pid in ("alice", "bob")}
     for pid, entries in journals.items():
