@@ -161,6 +161,8 @@ def _after_job(sender: Any = None, args: Any = None, retval: Any = None, **_: An
         return
     spec = args[0] if isinstance(args, (list, tuple)) and args else None
     if isinstance(spec, dict) and isinstance(retval, dict):
+        with contextlib.suppress(Exception):  # a job that never got a work dir ended too
+            channel.note_end(_config, str(spec.get("job_id")), retval)
         with contextlib.suppress(Exception):  # the journal and peers never break the worker
             _journal_and_fail_fast(_config, spec, retval)
     with contextlib.suppress(OSError):

@@ -352,6 +352,19 @@ def _live_jobs_of(node: ChannelNode, peer: str) -> int:
     return count
 
 
+def note_end(config: NodeConfig, job_id: str, answer: Mapping[str, Any]) -> None:
+    """Record in a proposed job's record how it ended here, when its work dir will not say
+    (it ended before it had one: a busy slot, a cancellation before it started): its
+    state is then final, and it no longer counts against its proposer's jobs."""
+    path = config.job_dir / PROPOSALS_DIR / f"{job_id}.json"
+    record = read_json(path) if JOB_ID_RE.fullmatch(job_id) else None
+    result = read_json(jobdir.workdir(config.job_dir, job_id) / RESULT_NAME)
+    if not isinstance(record, dict) or (isinstance(result, dict) and result.get("final")):
+        return
+    record["ended"] = {"ok": bool(answer.get("ok")), "phase": answer.get("phase")}
+    write_json_atomic(path, record)
+
+
 def job_state(config: NodeConfig, job_id: str,
               decision: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """This party's state of a job: its decision (a proposed job), then its run."""
@@ -361,10 +374,13 @@ def job_state(config: NodeConfig, job_id: str,
     state: dict[str, Any] = {"party": config.node_id, "job_id": job_id}
     if decision is not None:
         state["decision"] = {k: decision.get(k) for k in ("outcome", "rule", "reason")}
+    ended = decision.get("ended") if decision is not None else None
     if isinstance(result, dict) and result.get("final"):
         state.update(state="done" if result.get("ok") else "failed", phase=result.get("phase"))
         if not result.get("ok") and result.get("cancelled_by"):
             state["ended_by"] = result.get("cancelled_by")
+    elif isinstance(ended, dict):  # it ended before it had a work dir
+        state.update(state="done" if ended.get("ok") else "failed", phase=ended.get("phase"))
     elif isinstance(status, dict) and status.get("phase"):
         state.update(state="running", phase=status.get("phase"))
     elif decision is not None and decision.get("outcome") == ACCEPTED and decision.get("started_at"):

@@ -403,6 +403,22 @@ def test_a_cancelled_proposal_frees_the_peers_place(bob: Bob) -> None:
         assert third["outcome"] == "accepted", third
 
 
+def test_a_job_that_ended_before_its_work_dir_frees_the_peers_place(bob: Bob) -> None:
+    from sfnode.channel import note_end
+
+    with serving(bob) as port:
+        assert call(bob, port, "alice", "POST", "/v1/proposals",
+                    {"spec": psi_spec("b1")})[1]["outcome"] == "accepted"
+        call(bob, port, "alice", "POST", "/v1/jobs/b1/start", {})
+        assert call(bob, port, "alice", "GET", "/v1/jobs/b1")[1]["state"] == "queued"
+        # its slot was busy here: the worker answered before it made a work dir
+        note_end(bob.config, "b1", {"ok": False, "phase": "start", "error": "slot 0 is busy"})
+        state = call(bob, port, "alice", "GET", "/v1/jobs/b1")[1]
+        assert (state["state"], state["phase"]) == ("failed", "start"), state
+        assert call(bob, port, "alice", "POST", "/v1/proposals",
+                    {"spec": psi_spec("b2")})[1]["outcome"] == "accepted"
+
+
 def test_proposals_at_once_are_decided_one_by_one(bob: Bob) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

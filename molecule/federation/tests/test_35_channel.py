@@ -256,7 +256,8 @@ def test_a_running_psi_cancelled_by_bob_ends_on_both_and_the_slot_takes_the_next
         run = host.run(f"cat {JOBS_DIR}/{job_id}/status.json")
         return json.loads(run.stdout).get("phase", "") if run.rc == 0 else ""
 
-    wait_for(lambda: phase(alice) == "run" and phase(bob) == "run", 120, "both sides to run the PSI", step=0.5)
+    wait_for(lambda: phase(alice) == "run" and phase(bob) == "run", 120,
+             lambda: f"both sides to run the PSI (bob's decision: {proposal(bob, job_id)})", step=0.5)
     time.sleep(3)  # well inside the PSI
     assert not result(alice, job_id).get("final") and not result(bob, job_id).get("final")
     started = time.monotonic()
