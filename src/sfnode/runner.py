@@ -13,6 +13,7 @@ import argparse
 import importlib
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -235,8 +236,17 @@ def _describe(exc: BaseException, phase: str) -> str:
     if isinstance(exc, SystemExit):
         return (f"exited in phase {phase} with code {exc.code} (rayfed exits after a "
                 "cross-silo send failure)")
-    text = str(exc).strip() or repr(exc)
+    text = ANSI_COLOUR.sub("", str(exc)).strip() or repr(exc)  # Ray colours its task errors
+    remote = REMOTE_ERROR.search(text)
+    if remote:  # a peer's part failed, and rayfed brought its error here
+        return (f"party {remote.group(1)}'s part failed in phase {phase} (rayfed passed on its "
+                f"error): {type(exc).__name__}: {text}")
     return f"{type(exc).__name__} in phase {phase}: {text}"
+
+
+# How rayfed's FedRemoteError names the party whose part failed.
+REMOTE_ERROR = re.compile(r"FedRemoteError occurred at ([a-z][a-z0-9_-]{0,31})")
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # The most a standby reads of its order (the job's spec path and work dir, as JSON).

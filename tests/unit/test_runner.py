@@ -125,3 +125,16 @@ def test_shutdown_leaves_ray_to_the_exit(monkeypatch: pytest.MonkeyPatch) -> Non
     shutdown_leaving_ray(types.SimpleNamespace(shutdown=sf_shutdown))
     assert calls == ["fed.shutdown"]
     assert fake_ray.shutdown is original
+
+
+def test_a_peers_failure_brought_by_rayfed_names_that_peer() -> None:
+    from sfnode.runner import _describe
+
+    class RayTaskError(Exception):
+        pass
+
+    error = RayTaskError("\x1b[36mray::ReceiverProxyActor.get_data()\x1b[39m ... FedRemoteError occurred at bob")
+    text = _describe(error, "run")
+    assert text.startswith("party bob's part failed in phase run (rayfed passed on its error)"), text
+    assert "\x1b" not in text and "ray::ReceiverProxyActor.get_data() ..." in text
+    assert _describe(ValueError("bad column"), "run") == "ValueError in phase run: bad column"
