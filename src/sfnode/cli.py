@@ -282,7 +282,9 @@ def _peers_of(config: NodeConfig, job_id: str) -> tuple[Any, list[str]]:
 
 def cmd_job(args: argparse.Namespace) -> int:
     """Every party's state of a job, as far as each lets this party see it."""
+    from sfnode import jobdir
     from sfnode.channel import call_peers, channel_peers, job_state
+    from sfnode.jobdir import read_json
 
     config = _config(args)
     record, parties = _peers_of(config, _checked_job_id(args.job_id))
@@ -290,6 +292,10 @@ def cmd_job(args: argparse.Namespace) -> int:
         raise UsageError(f"party {config.node_id} knows no job {args.job_id!r}")
     federation = load_federation(config.federation_file)
     states: dict[str, Any] = {config.node_id: job_state(config, args.job_id, record)}
+    # this party's own error in full (peers learn only the phase, and who ended a job)
+    mine = read_json(jobdir.workdir(config.job_dir, args.job_id) / jobdir.RESULT_NAME)
+    if isinstance(mine, dict) and mine.get("final") and not mine.get("ok") and mine.get("error"):
+        states[config.node_id]["error"] = mine["error"]
     peers = channel_peers(config, federation, parties)
     answers = call_peers(config, {pid: ("GET", peer, f"/jobs/{args.job_id}", None)
                                   for pid, peer in peers.items()})

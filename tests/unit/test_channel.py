@@ -444,3 +444,21 @@ def test_a_body_this_node_cannot_take_is_refused_and_it_keeps_serving(bob: Bob) 
         assert status == 400, answer
         assert call(bob, port, "alice", "POST", "/v1/proposals",
                     {"spec": psi_spec("j12")})[1]["outcome"] == "accepted"
+
+
+def test_one_view_of_a_job_shows_this_partys_own_error_and_each_peers_state(
+        bob: Bob, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from sfnode.cli import main
+
+    with serving(bob) as port:
+        call(bob, port, "alice", "POST", "/v1/proposals", {"spec": psi_spec("v1")})
+        alice = Alice(tmp_path, bob, port)
+        workdir = alice.home / "jobs" / "v1"
+        workdir.mkdir()
+        (workdir / "spec.json").write_text(json.dumps(psi_spec("v1")))
+        (workdir / "result.json").write_text(json.dumps({
+            "ok": False, "final": True, "phase": "run", "error": "ValueError in phase run: bad column"}))
+        assert main(["job", "--env-file", str(alice.env_file), "v1"]) == 0
+    view = json.loads(capsys.readouterr().out)["parties"]
+    assert view["alice"]["state"] == "failed" and view["alice"]["error"] == "ValueError in phase run: bad column"
+    assert view["bob"]["state"] == "accepted" and "error" not in view["bob"], view
