@@ -1,7 +1,7 @@
 """This party's job policy: what each peer may ask of this node, decided here.
 
-An organisation keeps its policy in its own inventory (``node_job_policy``);
-the node role writes it to ``/etc/secretflow/policy.json`` (see
+An organisation keeps its policy in its own inventory (``job_channel_policy``);
+the job_channel role writes it to ``/etc/secretflow/policy.json`` (see
 docs/interfaces.md). Nothing is allowed by default: a peer without a rule, a
 kind not listed for it, a dataset outside its patterns are all refused, each
 naming the rule that refused and why. A proposal that passes every rule is
