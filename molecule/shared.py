@@ -77,6 +77,18 @@ def job_process_alive(host, job_id: str) -> bool:
     return not zombie and int(fields[19]) == started
 
 
+def job_phase(host, job_id: str) -> str | None:
+    """The phase a job's runner on ``host`` last recorded (None: no status yet)."""
+    out = host.run(f"cat {JOBS_DIR}/{job_id}/status.json")
+    return json.loads(out.stdout).get("phase") if out.rc == 0 else None
+
+
+def actor_processes(host) -> list[str]:
+    """Ray worker processes running an actor or task (idle workers excluded)."""
+    out = host.check_output("ps -eo args")
+    return [line for line in out.splitlines() if line.startswith("ray::") and not line.startswith("ray::IDLE")]
+
+
 def start_stamps(host, units: tuple[str, ...] = UNITS) -> dict[str, str]:
     """When each unit last became active (monotonic microseconds)."""
     return {unit: host.check_output(f"systemctl show -p ActiveEnterTimestampMonotonic --value {unit}")

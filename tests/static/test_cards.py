@@ -85,6 +85,8 @@ def test_bad_cards_are_refused_naming_the_card_and_the_party(tmp_path: Path) -> 
         "not-yaml": "id: [unclosed",
         # a card for a party the inventory manages itself
         "clash": card("alice", "192.0.2.16"),
+        "bad-channel": {**card("gina", "192.0.2.17"), "channel_port": "twenty"},
+        "channel-no-tls": {**card("hank", "192.0.2.18"), "certificate": None, "channel_port": 23443},
     }
     paths = dict(zip(cards, write_cards(tmp_path, cards)))
     result = preflight_parties(tmp_path, {"alice": {**SECRET, "node_peer_cards": list(paths.values())}})
@@ -98,6 +100,8 @@ def test_bad_cards_are_refused_naming_the_card_and_the_party(tmp_path: Path) -> 
         "no-ip": "(party frank): ip missing",
         "missing": ": cannot be read",
         "not-yaml": ": is not YAML",
+        "bad-channel": "(party gina): channel_port is 'twenty'; expected a port (1-65535)",
+        "channel-no-tls": "(party hank): channel_port is 23443 but certificate is null",
     }
     for name, fragment in expected.items():
         joined = f"party card {paths[name]}{'' if fragment.startswith(':') else ' '}{fragment}"
@@ -113,6 +117,9 @@ def test_a_party_card_reads_back_as_written() -> None:
     written = cards_filters.party_card(party, pem)
     assert written["certificate"] == pem and written["rayfed_ports"] == {"start": 20000, "end": 20031}
     assert cards_filters.certificate_problems(written["certificate"], written["ip"]) == []
+    assert written["channel_port"] is None  # a party without a job channel
+    assert cards_filters.party_card({**party, "channel_port": "23443"}, pem)["channel_port"] == 23443
+    assert cards_filters.party_card({**party, "channel_port": "23443"}, None)["channel_port"] is None  # no TLS
 
 
 def test_the_federation_file_carries_each_partys_certificate(tmp_path: Path) -> None:
@@ -127,6 +134,12 @@ def test_the_federation_file_carries_each_partys_certificate(tmp_path: Path) -> 
     by_id = {p["id"]: p for p in document["parties"]}
     assert "certificate" not in by_id["alice"]  # no TLS there: no certificate field
     assert by_id["bob"]["certificate"] == pem
+    assert "channel_port" not in by_id["bob"]  # its card names no channel
+    (tmp_path / "bob.yml").write_text(yaml.safe_dump(card("bob", "192.0.2.11") | {"certificate": pem,
+                                                                                     "channel_port": 23443}))
+    parties = cards_filters.federation_parties(hosts, cards_filters.party_cards([str(tmp_path / "bob.yml")]))
+    by_id = {p["id"]: p for p in _filters("federation").federation_document(parties)["parties"]}
+    assert by_id["bob"]["channel_port"] == 23443
 
 
 def test_a_card_clashing_with_a_host_is_named_and_a_failed_host_is_left_out(tmp_path: Path) -> None:

@@ -92,6 +92,22 @@ CASES = {
     "a preload that is no module name": ({"ray_head_preload_modules": ["secretflow", "spu; rm"]},
                                          ["party alice", "ray_head_preload_modules", "spu; rm",
                                           "Python module names"]),
+    # the job channel and this party's policy
+    "a job policy with a kind that does not exist": (
+        {"job_channel_policy": {"bob": {"kinds": {"psy": "accept"}, "datasets": ["/etc/*"]}}},
+        ["party alice", "job_channel_policy.bob.kinds: 'psy' is not a job kind; expected one of ping, psi, spu_sum",
+         "job_channel_policy.bob.datasets: ['/etc/*'] is not valid", "relative to DATA_DIR"]),
+    "a job policy that is no mapping": ({"job_channel_policy": "alice may do anything"},
+                                        ["party alice", "job_channel_policy: 'alice may do anything' is not valid",
+                                         "an object of peer rules by party id"]),
+    "a job channel without TLS": ({"job_channel_enabled": True, "node_tls_enabled": False},
+                                  ["party alice", "job_channel_enabled is true but node_tls_enabled is false",
+                                   "job_channel_enabled: false on a node without TLS"]),
+    "a job channel port out of range": ({"job_channel_port": 80},
+                                        ["party alice", "job_channel_port is '80'", "valid: a port in 1024-65535"]),
+    "a job channel port inside the rayfed range": ({"job_channel_port": 20005},
+                                                   ["party alice", "node_rayfed_ports 20000-20031 overlaps "
+                                                    "job_channel_port (20005)"]),
     # host, secrets, install
     "short Redis password": ({"redis_password": "short"},
                              ["party alice", "redis_password", "16 characters", "has\n5 characters"]),

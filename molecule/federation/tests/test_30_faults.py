@@ -8,8 +8,8 @@ import re
 import subprocess
 
 from conftest import PARTIES, SFNODE, node_ip, unique_job_id
-from shared import (ENV_FILE, JOBS_DIR, RAY_HEAD, RAY_UNIT, REDIS_UNIT, UNITS, WORKER, WORKER_UNIT,
-                    job_process_alive, wait_for)
+from shared import (ENV_FILE, RAY_HEAD, RAY_UNIT, REDIS_UNIT, UNITS, WORKER, WORKER_UNIT, actor_processes,
+                    job_phase, job_process_alive, wait_for)
 
 
 def main_pid(host, unit: str) -> str:
@@ -21,17 +21,6 @@ def queue_length(host) -> int:
     password, port = re.match(r"redis://:([^@]+)@[^:]+:(\d+)/", url).groups()
     out = host.run(f"redis-cli -p {port} --no-auth-warning -a '{password}' LLEN {WORKER['celery_worker_queue']}")
     return int(out.stdout.strip()) if out.rc == 0 and out.stdout.strip().isdigit() else -1
-
-
-def job_phase(host, job_id: str) -> str | None:
-    out = host.run(f"cat {JOBS_DIR}/{job_id}/status.json")
-    return json.loads(out.stdout).get("phase") if out.rc == 0 else None
-
-
-def actor_processes(host) -> list[str]:
-    """Ray worker processes running an actor or task (idle workers excluded)."""
-    out = host.check_output("ps -eo args")
-    return [line for line in out.splitlines() if line.startswith("ray::") and not line.startswith("ray::IDLE")]
 
 
 def healthy(host) -> bool:

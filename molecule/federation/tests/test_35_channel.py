@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PARTIES, SFNODE, node_ip, unique_job_id
-from shared import CHANNEL, JOBS_DIR, NODE, _door, job_process_alive, wait_for
+from shared import CHANNEL, JOBS_DIR, NODE, _door, actor_processes, job_phase, job_process_alive, wait_for
 from test_25_tls import stranger_files
 
 PORT = CHANNEL["job_channel_port"]
@@ -124,12 +124,6 @@ def journal(host, job_id: str | None = None) -> list[dict]:
 def proposal(host, job_id: str) -> dict:
     run = host.run(f"cat {JOBS_DIR}/.proposals/{job_id}.json")
     return json.loads(run.stdout) if run.rc == 0 else {}
-
-
-def jobs_of_ray(host) -> list[str]:
-    """The Ray worker processes that run something (a warm worker waits as ray::IDLE)."""
-    listing = host.check_output("ps -eo args= | grep '^ray::' | grep -v '^ray::IDLE' || true")
-    return [line for line in listing.splitlines() if line.strip()]
 
 
 def test_alice_proposes_a_psi_that_bobs_policy_grants_and_both_results_are_right(three_parties, inputs, tmp_path):
@@ -252,11 +246,7 @@ def test_a_running_psi_cancelled_by_bob_ends_on_both_and_the_slot_takes_the_next
     proc = start_propose(alice, "alice", psi(job_id, 15, bob_path="shared/big.csv", alice_path="shared/big.csv"))
     RAN.append(("cancelled", job_id))
 
-    def phase(host) -> str:
-        run = host.run(f"cat {JOBS_DIR}/{job_id}/status.json")
-        return json.loads(run.stdout).get("phase", "") if run.rc == 0 else ""
-
-    wait_for(lambda: phase(alice) == "run" and phase(bob) == "run", 120,
+    wait_for(lambda: job_phase(alice, job_id) == "run" and job_phase(bob, job_id) == "run", 120,
              lambda: f"both sides to run the PSI (bob's decision: {proposal(bob, job_id)})", step=0.5)
     time.sleep(3)  # well inside the PSI
     assert not result(alice, job_id).get("final") and not result(bob, job_id).get("final")
@@ -265,8 +255,8 @@ def test_a_running_psi_cancelled_by_bob_ends_on_both_and_the_slot_takes_the_next
     assert run.rc == 0, (run.stdout, run.stderr)
     wait_for(lambda: not job_process_alive(alice, job_id) and not job_process_alive(bob, job_id), 15,
              "both runners to end")
-    wait_for(lambda: not jobs_of_ray(alice) and not jobs_of_ray(bob), 15,
-             lambda: f"Ray actors left: alice {jobs_of_ray(alice)}, bob {jobs_of_ray(bob)}")
+    wait_for(lambda: not actor_processes(alice) and not actor_processes(bob), 15,
+             lambda: f"Ray actors left: alice {actor_processes(alice)}, bob {actor_processes(bob)}")
     ended = time.monotonic() - started
     answer = finish(proc, timeout=60)
     assert answer["rc"] != 0, answer
@@ -288,12 +278,8 @@ def test_a_job_of_one_administrator_is_cancelled_everywhere_too(three_parties, i
     alice, bob = inputs["alice"], inputs["bob"]
     job_id = unique_job_id("ch-admin")
     proc = three_parties.start(psi(job_id, 16, bob_path="shared/big.csv", alice_path="shared/big.csv"))
-
-    def running(host) -> bool:
-        run = host.run(f"cat {JOBS_DIR}/{job_id}/status.json")
-        return run.rc == 0 and json.loads(run.stdout).get("phase") == "run"
-
-    wait_for(lambda: running(alice) and running(bob), 180, "both sides to run the PSI", step=0.5)
+    wait_for(lambda: job_phase(alice, job_id) == "run" and job_phase(bob, job_id) == "run", 180,
+             "both sides to run the PSI", step=0.5)
     run = sfnode(alice, f"cancel {job_id} --reason 'stop it'")
     assert run.rc == 0 and outcome(run)["told"] == {"bob": True}, (run.stdout, run.stderr)
     wait_for(lambda: not job_process_alive(alice, job_id) and not job_process_alive(bob, job_id), 15,
