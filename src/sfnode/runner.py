@@ -26,6 +26,7 @@ from typing import Any
 from sfnode.config import load_config
 from sfnode.jobdir import RESULT_NAME, STATUS_NAME, process_start, write_json_atomic
 from sfnode.jobspec import JobSpec, PartySpec
+from sfnode.kinds import get as get_kind
 from sfnode.kinds import run_kind
 from sfnode.netprobe import tcp_port_open
 from sfnode.sfargs import JobContext, sf_init_kwargs
@@ -187,6 +188,8 @@ def run(spec: JobSpec, ctx: JobContext, status: StatusFile) -> dict[str, Any]:
     initialised = False
     phase = "import"
     try:
+        if get_kind(spec.kind).starts_secretflow:
+            return _run_self_starting(spec, ctx, status, outcome, started)
         status.phase(phase)
         import secretflow as sf  # noqa: PLC0415  (heavy; only in this process)
 
@@ -216,7 +219,7 @@ def run(spec: JobSpec, ctx: JobContext, status: StatusFile) -> dict[str, Any]:
         status.phase(phase)
     except BaseException as exc:  # noqa: BLE001  rayfed ends a failed job with SIGINT/sys.exit
         traceback.print_exc()
-        outcome.update(ok=False, error=_describe(exc, phase))
+        outcome.update(ok=False, error=_silent_peers(status, phase) + _describe(exc, phase))
         outcome.pop("result", None)
         if sf is not None and initialised and phase != "shutdown":
             try:
@@ -227,6 +230,38 @@ def run(spec: JobSpec, ctx: JobContext, status: StatusFile) -> dict[str, Any]:
                    phases=status.data["phases"])
     write_json_atomic(result_path, outcome)
     return outcome
+
+
+def _run_self_starting(spec: JobSpec, ctx: JobContext, status: StatusFile,
+                       outcome: dict[str, Any], started: float) -> dict[str, Any]:
+    """A kind that starts SecretFlow itself (its component entry, which brings up and
+    shuts down its own links for each step): no ``sf.init`` here. The kind records its
+    steps as phases (``step <id>``) and raises :class:`StepFailed` naming the step."""
+    phase = "run"
+    status.phase(phase)
+    try:
+        result = run_kind(None, ctx)
+        outcome.update(ok=True, result=result)
+        phase = "done"
+        status.phase(phase)
+    except BaseException as exc:  # noqa: BLE001
+        traceback.print_exc()
+        phase = status.data.get("phase") or phase
+        outcome.update(ok=False, error=_describe(exc, phase))
+    outcome.update(phase=phase, final=True, seconds=round(time.monotonic() - started, 3),
+                   phases=status.data["phases"])
+    write_json_atomic(ctx.workdir / RESULT_NAME, outcome)
+    return outcome
+
+
+def _silent_peers(status: StatusFile, phase: str) -> str:
+    """Before the job ran: the peers whose rayfed port never answered, named first (rayfed
+    gives up on them with an error that names nobody)."""
+    if phase not in ("import", "init"):
+        return ""
+    silent = [f"party {pid} ({peer['address']})" for pid, peer in status.data["peers"].items()
+              if not peer["answered"]]
+    return f"no answer from {', '.join(silent)} on its rayfed port; " if silent else ""
 
 
 def _describe(exc: BaseException, phase: str) -> str:
@@ -308,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.workdir.mkdir(parents=True, exist_ok=True)
     status = StatusFile(args.workdir / STATUS_NAME, spec, config.node_id)
     _self_deadline(spec.deadline_seconds + SELF_DEADLINE_GRACE_SECONDS, status)
-    ctx = JobContext(spec=spec, config=config, workdir=args.workdir)
+    ctx = JobContext(spec=spec, config=config, workdir=args.workdir, on_phase=status.phase)
     outcome = run(spec, ctx, status)
     print(json.dumps(outcome, sort_keys=True), flush=True)
     # Skip interpreter teardown: Ray/rayfed threads can hang it after a failure.

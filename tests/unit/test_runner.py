@@ -83,10 +83,26 @@ def test_run_turns_exceptions_into_results(config: NodeConfig, federation: Feder
     ctx = job_context(config, federation, full_spec(), tmp_path)
     outcome = run(ctx.spec, ctx, StatusFile(tmp_path / "status.json", ctx.spec, "alice"))
     assert outcome["ok"] is False and outcome["phase"] == "init"
-    assert outcome["error"] == ("RuntimeError in phase init: Failed to wait for parties: "
+    assert outcome["error"] == ("no answer from party bob (10.89.0.3:20000) on its rayfed port; "
+                                "RuntimeError in phase init: Failed to wait for parties: "
                                 "['bob'] to start")
     assert "result" not in outcome
     assert [c[0] for c in module.calls] == ["init"]  # nothing to shut down
+
+
+def test_a_peer_that_never_listened_is_named_when_rayfed_gives_up(
+        config: NodeConfig, federation: Federation, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # rayfed's readiness ping gives up on a silent peer by exiting, naming nobody
+    module = fake_secretflow(SystemExit(15))
+    monkeypatch.setitem(sys.modules, "secretflow", module)
+    ctx = job_context(config, federation, full_spec(parties=("alice", "bob", "carol")), tmp_path)
+    status = StatusFile(tmp_path / "status.json", ctx.spec, "alice")
+    status.peer_answered("carol")
+    outcome = run(ctx.spec, ctx, status)
+    assert outcome["error"].startswith("no answer from party bob (10.89.0.3:20000) on its rayfed "
+                                       "port; exited in phase init with code 15"), outcome["error"]
+    assert "carol" not in outcome["error"]
 
 
 def test_rayfeds_ping_waits_until_every_peer_listens() -> None:

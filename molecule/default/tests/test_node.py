@@ -204,7 +204,10 @@ def test_the_whole_node_restarts_healthy_with_units_in_order(host, journal):
     for args in (["stop", "--time", "30", name], ["network", "disconnect", network, name],
                  ["network", "connect", "--ip", ip, network, name], ["start", name]):
         subprocess.run(["podman", *args], check=True, timeout=180, capture_output=True)
-    wait_for(lambda: all(host.service(unit).is_running for unit in UNITS), 240,
+    # systemctl, not testinfra's service module: while the container boots, systemd may not
+    # know a unit yet, which that module takes for an error rather than for "not yet"
+    wait_for(lambda: all(host.run(f"systemctl is-active {unit}").stdout.strip() == "active"
+                         for unit in UNITS), 240,
              lambda: "every unit active again" + "".join(journal(unit) for unit in UNITS), step=2)
     stamps = {unit: int(value) for unit, value in start_stamps(host).items()}
     redis, ray, worker = (stamps[u] for u in UNITS)
