@@ -26,6 +26,9 @@ STATUS_NAME = "status.json"
 RESULT_NAME = "result.json"
 LOG_NAME = "runner.log"
 PEERS_CERT_NAME = "peers.pem"
+# Where a pipeline keeps each output's description (SecretFlow's DistData, as JSON), by
+# ``<step>.<output>``, for its later steps and later jobs.
+OUTPUTS_DIR = "outputs"
 # Readable by the Ray head's user through the work dir's (setgid) group, by no one else.
 PEERS_CERT_MODE = 0o640
 SLOTS_DIR = ".slots"
@@ -99,6 +102,11 @@ def make_workdir(path: Path) -> None:
         path.mkdir(parents=True)
     finally:
         os.umask(previous)
+
+
+def output_record(job_root: Path, job_id: str, ref: str) -> Path:
+    """The saved description of output ``<step>.<output>`` of pipeline job ``job_id``."""
+    return workdir(job_root, job_id) / OUTPUTS_DIR / f"{ref}.json"
 
 
 def slot_lock_path(job_root: Path, slot: int) -> Path:

@@ -9,6 +9,7 @@ certificates, ``peers.pem`` in the work dir).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ class JobContext:
     spec: JobSpec
     config: NodeConfig
     workdir: Path
+    # Records a phase of the job in its status (``step <id>`` for a pipeline); the runner's.
+    on_phase: Callable[[str], None] | None = None
 
     @property
     def self_id(self) -> str:

@@ -35,7 +35,7 @@ def test_ip_mismatch_message(config: NodeConfig, federation: Federation) -> None
 def test_unknown_kind(config: NodeConfig, federation: Federation) -> None:
     err = one_problem(full_spec(kind="pong"), config, federation)
     assert (err.field, err.value) == ("kind", "pong")
-    assert "'pong' is not a known job kind; expected one of ping, psi, spu_sum" in str(err)
+    assert "'pong' is not a known job kind; expected one of ping, pipeline, psi, spu_sum" in str(err)
 
 
 @pytest.mark.parametrize("job_id", ["Psi-1", "-psi", "a" * 64, "psi_1", 7])

@@ -76,3 +76,6 @@ class Kind:
     # learns its result.
     reads: Reads = reads_nothing
     reveals: Reveals = reveals_to_all
+    # Whether the kind starts SecretFlow itself (its component entry, without Ray): the
+    # runner then calls ``run`` without ``sf.init`` and with ``sf`` None.
+    starts_secretflow: bool = False

@@ -9,14 +9,14 @@ only; the output is written to the job's work dir.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from sfnode.config import NodeConfig
 from sfnode.jobdir import workdir
+from sfnode.kinds._inputs import check_own_file, check_relative_path, data_path
 from sfnode.kinds._kind import Kind, ParamCheck
 from sfnode.problems import MISSING
 from sfnode.sfargs import JobContext, spu_device
@@ -34,11 +34,6 @@ DEVICE_PROTOCOL = "SEMI2K"
 
 def output_path(config: NodeConfig, job_id: str) -> Path:
     return workdir(config.job_dir, job_id) / OUTPUT_NAME
-
-
-def data_path(config: NodeConfig, relative: str) -> Path:
-    """An input path of a spec (already validated as relative) under DATA_DIR."""
-    return config.data_dir / os.path.normpath(relative)
 
 
 def own_input(ctx: JobContext) -> Path:
@@ -100,7 +95,7 @@ def _check_input(where: str, pid: str, entry: Any, any_given: bool,
                       "\"keys\": [\"id\"]}", "{path, keys}")
         return None
     check.problems.only(f"{where}.", entry, INPUT_FIELDS, "is not an input field")
-    path = _check_relative_path(f"{where}.path", entry.get("path", MISSING), check)
+    path = check_relative_path(f"{where}.path", entry.get("path", MISSING), check)
     keys = entry.get("keys", MISSING)
     keys_ok = (
         isinstance(keys, list) and 1 <= len(keys) <= MAX_PSI_KEYS
@@ -110,59 +105,8 @@ def _check_input(where: str, pid: str, entry: Any, any_given: bool,
         check.add(f"{where}.keys", keys, f"is not valid; expected a list of 1..{MAX_PSI_KEYS} "
                   "distinct column names", "a list of column names")
     if pid == check.config.node_id and path is not None and check.check_files:
-        _check_own_input(where, entry["path"], path, keys if keys_ok else None, check)
+        check_own_file(where, entry["path"], path, keys if keys_ok else None, check, "keys")
     return {"path": path, "keys": list(keys)} if path is not None and keys_ok else None
-
-
-def _check_relative_path(where: str, path: Any, check: ParamCheck) -> str | None:
-    expected = "a relative path that stays inside DATA_DIR"
-    data_dir = check.config.data_dir
-    if not isinstance(path, str) or not path or "\x00" in path:
-        check.add(where, path, f"is not a path; expected {expected}", expected)
-        return None
-    if PurePosixPath(path).is_absolute():
-        check.add(where, path, f"is an absolute path; expected {expected} ({data_dir})",
-                  expected)
-        return None
-    normal = os.path.normpath(path)
-    if normal in (".", "..") or normal.startswith("../"):
-        check.add(where, path, f"leaves DATA_DIR after normalisation ({normal!r}); "
-                  f"expected {expected} ({data_dir})", expected)
-        return None
-    return normal
-
-
-def _csv_header(path: Path) -> list[str]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return next(csv.reader(handle), [])
-
-
-def _check_own_input(where: str, given: str, normal: str, keys: list[str] | None,
-                     check: ParamCheck) -> None:
-    config = check.config
-    full = config.data_dir / normal
-    root = os.path.realpath(config.data_dir)
-    real = os.path.realpath(full)
-    if os.path.commonpath([root, real]) != root:
-        check.add(f"{where}.path", given, f"resolves to {real}, outside DATA_DIR ({root}); "
-                  "expected a file inside DATA_DIR", "a file inside DATA_DIR")
-        return
-    if not os.path.isfile(real):
-        check.add(f"{where}.path", given, f"does not exist on party {config.node_id} "
-                  f"({full}); expected an existing CSV file under DATA_DIR", "an existing file")
-        return
-    if keys:
-        try:
-            header = _csv_header(Path(real))
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
-            check.add(f"{where}.path", given, f"cannot be read as CSV ({exc}); expected a "
-                      "CSV file with a header row", "a readable CSV file")
-            return
-        for key in keys:
-            if key not in header:
-                check.add(f"{where}.keys", keys, f"names column {key!r}, which is not in "
-                          f"the header of {full} (columns: {', '.join(header) or 'none'}); "
-                          "expected existing column names", "existing column names")
 
 
 def run(sf: Any, ctx: JobContext) -> dict[str, Any]:

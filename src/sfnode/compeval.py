@@ -1,0 +1,353 @@
+"""A pipeline's steps, run with SecretFlow's component entry (``comp_eval``).
+
+Only the runner imports this module: it imports SecretFlow's component library.
+Every party builds the same ``NodeEvalParam`` for a step from the validated
+spec (attributes typed by the catalogue, inputs in the component's order,
+output URIs ``<job>/steps/<step>/<output>``) and runs it against its own
+storage root, JOB_DIR: a step's outputs land in this party's work dir, the
+inputs it owns are links in ``<job>/inputs`` to files under DATA_DIR, and a
+model kept by an earlier job is read where that job wrote it.
+
+The component entry starts SecretFlow without Ray for each step (rayfed's
+brpc link on the job's rayfed port, SPU's links on its SPU port) and shuts it
+down after. It never turns TLS on by itself: :func:`prepare_links` makes both
+kinds of link mutual TLS with this node's certificate and the job's trust
+bundle, as the other kinds' links are, and names them per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from sfnode import catalogue
+from sfnode.components import resolve
+from sfnode.config import load_config
+from sfnode.jobdir import OUTPUTS_DIR, output_record, read_json, write_json_atomic, write_text_atomic
+from sfnode.jobspec import JobSpec
+from sfnode.sfargs import SPU_FIELD, SPU_TLS_VERIFY_DEPTH, JobContext, spu_link_desc, tls_files
+
+INPUTS_DIR = "inputs"
+STEPS_DIR = "steps"
+PIPELINE_SPEC_NAME = "pipeline.json"
+PR_SET_PDEATHSIG = 1
+ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+# rayfed's error in a step is raised here, not turned into os._exit(1) (what SecretFlow's
+# fed layer does unless this is set): the runner then records which step failed.
+NO_EXIT_FLAG = "SF_UT_DO_NOT_EXIT_ENV_FLAG"
+
+
+class StepFailed(RuntimeError):
+    """A step of the pipeline failed on this party."""
+
+
+def prepare_links(link_id: str, tls: Mapping[str, str] | None) -> None:
+    """Name this step's links ``link_id`` and, on a node with TLS, make them mutual TLS.
+
+    The name: a party that has finished a step starts the next one while a slower peer's
+    process of the step before may still listen on the same port. Links of one name
+    (yacl's default) would greet that old process, take its answer for the peer's, and
+    wait forever for the peer's new process; a link refuses a greeting of another name,
+    so the greeting is retried until the peer's new link answers.
+
+    TLS: the component entry passes no TLS settings on its own.
+
+    - rayfed: the entry calls ``init`` (imported into its module by name) without
+      ``tls_config``; it gets this node's.
+    - rayfed's brpc link fills its TLS options from ``tls_config`` but never sets
+      ``enable_ssl``: a subclass of its proxy does.
+    - SPU: the device config the entry builds has no ``tls_opts``; this party's node gets
+      them (each party reads only its own node's).
+    """
+    import secretflow.component.core.context as sf_context  # noqa: PLC0415
+    import secretflow.component.core.entry as sf_entry  # noqa: PLC0415
+    import secretflow.device.device.spu as sf_spu  # noqa: PLC0415
+    import secretflow.distributed.fed.api as fed_api  # noqa: PLC0415
+    from secretflow.distributed.fed.proxy.brpc_link.brpc_link import BrpcLinkProxy  # noqa: PLC0415
+
+    class NamedBrpcLinkProxy(BrpcLinkProxy):  # type: ignore[misc, valid-type]
+        def __init__(self, addresses: Any, self_party: str, job_name: str,
+                     tls_config: Any = None, proxy_config: Any = None) -> None:
+            if tls is not None and not tls_config:
+                raise RuntimeError("sfnode: a component link without TLS on a TLS node")
+            super().__init__(addresses, self_party, job_name, tls_config, proxy_config)
+            self._desc.id = link_id
+            if tls is not None:
+                self._desc.enable_ssl = True
+                self._desc.server_ssl_opts.verify.verify_depth = SPU_TLS_VERIFY_DEPTH
+                self._desc.client_ssl_opts.verify.verify_depth = SPU_TLS_VERIFY_DEPTH
+
+    fed_api.BrpcLinkProxy = NamedBrpcLinkProxy
+
+    original_fill = sf_spu._fill_link_desc_attrs
+
+    @functools.wraps(original_fill)
+    def fill_link_desc_attrs(link_desc: Any, tls_opts: Any, desc: Any) -> None:
+        original_fill(link_desc=link_desc, tls_opts=tls_opts, desc=desc)
+        desc.id = f"{link_id}.spu"
+
+    sf_spu._fill_link_desc_attrs = fill_link_desc_attrs
+    if tls is None:
+        return
+
+    tls_config = {"cert": tls["cert"], "key": tls["key"], "ca_cert": tls["ca_cert"]}
+    original_init = sf_entry.init
+
+    @functools.wraps(original_init)
+    def init(*args: Any, **kwargs: Any) -> Any:
+        kwargs["tls_config"] = dict(tls_config)
+        return original_init(*args, **kwargs)
+
+    sf_entry.init = init
+
+    original_extract = sf_context.extract_device_config
+    ssl_opts = {"certificate_path": tls["cert"], "private_key_path": tls["key"],
+                "ca_file_path": tls["ca_cert"], "verify_depth": SPU_TLS_VERIFY_DEPTH}
+
+    @functools.wraps(original_extract)
+    def extract_device_config(cluster_config: Any) -> Any:
+        spu_configs, heu_config = original_extract(cluster_config)
+        me = cluster_config.private_config.self_party
+        for config in (spu_configs or {}).values():
+            for node in config["cluster_def"]["nodes"]:
+                if node["party"] == me:
+                    node["tls_opts"] = {"server_ssl_opts": dict(ssl_opts),
+                                        "client_ssl_opts": dict(ssl_opts)}
+        return spu_configs, heu_config
+
+    sf_context.extract_device_config = extract_device_config
+
+
+def cluster_config(ctx: JobContext) -> Any:
+    """The job's ``SFClusterConfig``: its parties on the slot's rayfed and SPU ports, an SPU
+    device (the spec's protocol, FM128) and an HEU device."""
+    from secretflow.spec.extend.cluster_pb2 import SFClusterConfig, SFClusterDesc  # noqa: PLC0415
+
+    spec = ctx.spec
+    ids = spec.party_ids
+    params = spec.params
+    spu = {"runtime_config": {"protocol": params["spu"]["protocol"], "field": SPU_FIELD},
+           "link_desc": {**spu_link_desc(ctx), "brpc_channel_protocol": "http",
+                         "brpc_channel_connection_type": "pooled"}}
+    heu = {"mode": "PHEU", "schema": params["heu"]["schema"], "key_size": params["heu"]["key_size"]}
+    desc = SFClusterDesc(
+        parties=ids,
+        devices=[SFClusterDesc.DeviceDesc(name="spu", type="spu", parties=ids, config=json.dumps(spu)),
+                 SFClusterDesc.DeviceDesc(name="heu", type="heu", parties=ids, config=json.dumps(heu))],
+        ray_fed_config=SFClusterDesc.RayFedConfig(cross_silo_comm_backend="brpc_link"),
+    )
+    public = SFClusterConfig.PublicConfig(
+        ray_fed_config=SFClusterConfig.RayFedConfig(parties=ids, addresses=[p.rayfed_address for p in spec.parties]),
+        spu_configs=[SFClusterConfig.SPUConfig(
+            name="spu", parties=ids, addresses=[p.spu_address for p in spec.parties],
+            listen_addresses=[f"0.0.0.0:{p.spu_port}" for p in spec.parties])],
+        barrier_on_shutdown=True,
+    )
+    private = SFClusterConfig.PrivateConfig(self_party=ctx.self_id)
+    return SFClusterConfig(desc=desc, public_config=public, private_config=private)
+
+
+def table_input(ctx: JobContext, name: str, table: Mapping[str, Any]) -> Any:
+    """A party's table as the components read it (an individual CSV table with its
+    schema); this party's own is linked into the work dir first."""
+    from secretflow_spec import VTable, VTableParty  # noqa: PLC0415
+
+    uri = f"{ctx.spec.job_id}/{INPUTS_DIR}/{name}.csv"
+    if table["party"] == ctx.self_id:
+        link = ctx.config.job_dir / uri
+        link.parent.mkdir(exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(os.path.realpath(ctx.config.data_dir / os.path.normpath(table["path"])))
+    party = VTableParty.from_dict(party=table["party"], format="csv", uri=uri,
+                                  ids=table.get("ids", {}), features=table.get("features", {}),
+                                  labels=table.get("labels", {}))
+    return VTable(name, [party]).to_distdata()
+
+
+def attribute(field: str, value: Any) -> Any:
+    from secretflow_spec.v1.component_pb2 import Attribute  # noqa: PLC0415
+
+    return Attribute(**{field: value})
+
+
+def run_pipeline(ctx: JobContext) -> dict[str, Any]:
+    """Run every step in order, each in a process of its own; this party's result: each
+    step's reports and outputs.
+
+    A process per step, as SecretFlow's own platform runs its components: the component
+    entry starts and shuts down rayfed's and SPU's links on the same ports for every
+    step, and with TLS a second start in one process could hang in its connect.
+    """
+    spec_path = ctx.workdir / PIPELINE_SPEC_NAME
+    write_json_atomic(spec_path, ctx.spec.to_dict())
+    (ctx.workdir / OUTPUTS_DIR).mkdir(exist_ok=True)
+    env = {**os.environ, **ctx.config.to_env()}
+    result: dict[str, Any] = {"steps": []}
+    for index, step in enumerate(ctx.spec.params["steps"]):
+        if ctx.on_phase is not None:
+            ctx.on_phase(f"step {step['id']}")
+        step_file = step_result_path(ctx.workdir, step["id"])
+        step_file.unlink(missing_ok=True)
+        code = subprocess.run(
+            [sys.executable, "-m", "sfnode.compeval", "--spec", str(spec_path), "--workdir",
+             str(ctx.workdir), "--step", str(index)],
+            env=env, cwd=ctx.workdir, preexec_fn=_die_with_parent, check=False).returncode
+        outcome = read_json(step_file) or {}
+        if code != 0 or not outcome.get("ok"):
+            raise StepFailed(outcome.get("error") or f"step {step['id']} ({step['component']}) "
+                             f"failed on party {ctx.self_id}: its process exited with code {code}")
+        result["steps"].append(outcome["step"])
+    return result
+
+
+def step_result_path(workdir: Path, step_id: str) -> Path:
+    return workdir / STEPS_DIR / f"{step_id}.json"
+
+
+def _die_with_parent() -> None:
+    """In the step's process: be killed when the runner goes (its deadline, a cancel)."""
+    import ctypes  # noqa: PLC0415
+
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def run_step(ctx: JobContext, index: int) -> dict[str, Any]:
+    """One step, in this process: build its NodeEvalParam and run it with comp_eval."""
+    os.environ[NO_EXIT_FLAG] = "1"
+    import secretflow.component.entry as entry  # noqa: PLC0415  (registers the components)
+    from google.protobuf.json_format import MessageToJson, Parse  # noqa: PLC0415
+    from secretflow_spec.v1.data_pb2 import DistData, StorageConfig  # noqa: PLC0415
+    from secretflow_spec.v1.evaluation_pb2 import NodeEvalParam  # noqa: PLC0415
+
+    spec = ctx.spec
+    prepare_links(f"{spec.job_id}.{index}", tls_files(ctx))
+    params = spec.params
+    step = params["steps"][index]
+    comp = resolve(catalogue.load().components, step["component"])
+    assert not isinstance(comp, str), comp  # validated
+    storage = StorageConfig(type="local_fs", local_fs=StorageConfig.LocalFSConfig(wd=str(ctx.config.job_dir)))
+    inputs = []
+    for io in comp.inputs:
+        ref = step["inputs"].get(io.name)
+        if ref is None:
+            inputs.append(DistData(name=io.name, type="sf.null"))
+        elif isinstance(ref, Mapping):
+            record = output_record(ctx.config.job_dir, ref["job"], ref["output"])
+            inputs.append(Parse(record.read_text(encoding="utf-8"), DistData()))
+        elif ref in params["tables"]:
+            inputs.append(table_input(ctx, ref, params["tables"][ref]))
+        else:
+            record = output_record(ctx.config.job_dir, spec.job_id, ref)
+            inputs.append(Parse(record.read_text(encoding="utf-8"), DistData()))
+    uris = [f"{spec.job_id}/{STEPS_DIR}/{step['id']}/{out.name}" for out in comp.outputs]
+    attrs = step["attrs"]
+    param = NodeEvalParam(comp_id=step["component"], attr_paths=list(attrs),
+                          attrs=[attribute(comp.attribute_field(p), v) for p, v in attrs.items()],
+                          inputs=inputs, output_uris=uris)
+    started = time.monotonic()
+    evaluated = entry.comp_eval(param, storage, cluster_config(ctx))
+    described: dict[str, Any] = {"id": step["id"], "component": step["component"],
+                                 "seconds": round(time.monotonic() - started, 3), "outputs": {}}
+    for out, data in zip(comp.outputs, evaluated.outputs):
+        ref = f"{step['id']}.{out.name}"
+        write_text_atomic(output_record(ctx.config.job_dir, spec.job_id, ref), MessageToJson(data))
+        described["outputs"][out.name] = _describe_output(ctx, data)
+    return described
+
+
+def _describe_output(ctx: JobContext, data: Any) -> dict[str, Any]:
+    """What this party learns of an output: its type, the paths of its own files, and a
+    report's content (metrics, statistics)."""
+    described: dict[str, Any] = {"type": data.type}
+    own = [str(ctx.config.job_dir / ref.uri) for ref in data.data_refs if ref.party == ctx.self_id]
+    if own:
+        described["paths"] = own
+    if data.type == "sf.report":
+        described["report"] = report_values(data)
+    return described
+
+
+def report_values(data: Any) -> dict[str, Any]:
+    """A report's tables and descriptions as plain values: ``{tab: {item: value}}`` for
+    descriptions and ``{tab: {row: {column: value}}}`` for tables."""
+    from secretflow_spec.v1.report_pb2 import Report  # noqa: PLC0415
+
+    report = Report()
+    data.meta.Unpack(report)
+    values: dict[str, Any] = {}
+    for number, tab in enumerate(report.tabs):
+        name = tab.name or f"tab{number}"
+        for div in tab.divs:
+            for child in div.children:
+                if child.type == "descriptions":
+                    values.setdefault(name, {}).update(
+                        {item.name: _value(item.value, item.type) for item in child.descriptions.items})
+                elif child.type == "table":
+                    headers = [(h.name, h.type) for h in child.table.headers]
+                    values.setdefault(name, {}).update(
+                        {row.name: {h: _value(v, t) for (h, t), v in zip(headers, row.items)}
+                         for row in child.table.rows})
+    return values
+
+
+def _value(attribute: Any, kind: str) -> Any:
+    if kind == "float":
+        return attribute.f
+    if kind == "int":
+        return attribute.i64
+    if kind == "bool":
+        return attribute.b
+    if kind == "str":
+        return attribute.s
+    for field in ("fs", "i64s", "ss", "bs"):
+        if len(getattr(attribute, field)):
+            return list(getattr(attribute, field))
+    return attribute.s or attribute.f or attribute.i64
+
+
+def outputs_of(workdir: Path) -> dict[str, Any]:
+    """The saved output records of a job's work dir, by ``<step>.<output>``."""
+    folder = workdir / OUTPUTS_DIR
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m sfnode.compeval --spec S --workdir W --step N``: one step of a pipeline
+    (the runner starts it; the node's settings come in the environment)."""
+    parser = argparse.ArgumentParser(prog="python -m sfnode.compeval", description=main.__doc__)
+    parser.add_argument("--spec", type=Path, required=True)
+    parser.add_argument("--workdir", type=Path, required=True)
+    parser.add_argument("--step", type=int, required=True)
+    args = parser.parse_args(argv)
+    spec = JobSpec.from_dict(json.loads(args.spec.read_text(encoding="utf-8")))
+    ctx = JobContext(spec=spec, config=load_config(), workdir=args.workdir)
+    step = spec.params["steps"][args.step]
+    path = step_result_path(args.workdir, step["id"])
+    path.parent.mkdir(exist_ok=True)
+    try:
+        write_json_atomic(path, {"ok": True, "step": run_step(ctx, args.step)})
+        code = 0
+    except BaseException as exc:  # noqa: BLE001  (rayfed raises SystemExit/KeyboardInterrupt too)
+        traceback.print_exc()
+        text = ANSI_COLOUR.sub("", str(exc)).strip() or repr(exc)
+        write_json_atomic(path, {"ok": False, "error": f"step {step['id']} ({step['component']}) "
+                                 f"failed on party {ctx.self_id}: {type(exc).__name__}: {text}"})
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)  # SecretFlow's threads can hang the interpreter's teardown
+
+
+if __name__ == "__main__":
+    main()
