@@ -10,38 +10,31 @@ model kept by an earlier job is read where that job wrote it.
 
 The component entry starts SecretFlow without Ray for each step (rayfed's
 brpc link on the job's rayfed port, SPU's links on its SPU port) and shuts it
-down after. It never turns TLS on by itself: :func:`prepare_links` makes both
+down after. It never turns TLS on by itself: :func:`require_tls` makes both
 kinds of link mutual TLS with this node's certificate and the job's trust
-bundle, as the other kinds' links are, and names them per step.
+bundle, as the other kinds' links are.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
+import math
 import os
 import re
-import signal
-import subprocess
-import sys
 import time
-import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sfnode import catalogue
 from sfnode.components import resolve
-from sfnode.config import load_config
-from sfnode.jobdir import OUTPUTS_DIR, output_record, read_json, write_json_atomic, write_text_atomic
-from sfnode.jobspec import JobSpec
+from sfnode.jobdir import OUTPUTS_DIR, output_record, write_json_atomic, write_text_atomic
 from sfnode.sfargs import SPU_FIELD, SPU_TLS_VERIFY_DEPTH, JobContext, spu_link_desc, tls_files
 
 INPUTS_DIR = "inputs"
 STEPS_DIR = "steps"
-PIPELINE_SPEC_NAME = "pipeline.json"
-PR_SET_PDEATHSIG = 1
+STEPS_NAME = "steps.json"
 ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
 # rayfed's error in a step is raised here, not turned into os._exit(1) (what SecretFlow's
 # fed layer does unless this is set): the runner then records which step failed.
@@ -52,16 +45,8 @@ class StepFailed(RuntimeError):
     """A step of the pipeline failed on this party."""
 
 
-def prepare_links(link_id: str, tls: Mapping[str, str] | None) -> None:
-    """Name this step's links ``link_id`` and, on a node with TLS, make them mutual TLS.
-
-    The name: a party that has finished a step starts the next one while a slower peer's
-    process of the step before may still listen on the same port. Links of one name
-    (yacl's default) would greet that old process, take its answer for the peer's, and
-    wait forever for the peer's new process; a link refuses a greeting of another name,
-    so the greeting is retried until the peer's new link answers.
-
-    TLS: the component entry passes no TLS settings on its own.
+def require_tls(tls: Mapping[str, str]) -> None:
+    """Make the component entry's links mutual TLS (it passes no TLS settings on its own).
 
     - rayfed: the entry calls ``init`` (imported into its module by name) without
       ``tls_config``; it gets this node's.
@@ -72,34 +57,20 @@ def prepare_links(link_id: str, tls: Mapping[str, str] | None) -> None:
     """
     import secretflow.component.core.context as sf_context  # noqa: PLC0415
     import secretflow.component.core.entry as sf_entry  # noqa: PLC0415
-    import secretflow.device.device.spu as sf_spu  # noqa: PLC0415
     import secretflow.distributed.fed.api as fed_api  # noqa: PLC0415
     from secretflow.distributed.fed.proxy.brpc_link.brpc_link import BrpcLinkProxy  # noqa: PLC0415
 
-    class NamedBrpcLinkProxy(BrpcLinkProxy):  # type: ignore[misc, valid-type]
+    class TlsBrpcLinkProxy(BrpcLinkProxy):  # type: ignore[misc, valid-type]
         def __init__(self, addresses: Any, self_party: str, job_name: str,
                      tls_config: Any = None, proxy_config: Any = None) -> None:
-            if tls is not None and not tls_config:
+            if not tls_config:
                 raise RuntimeError("sfnode: a component link without TLS on a TLS node")
             super().__init__(addresses, self_party, job_name, tls_config, proxy_config)
-            self._desc.id = link_id
-            if tls is not None:
-                self._desc.enable_ssl = True
-                self._desc.server_ssl_opts.verify.verify_depth = SPU_TLS_VERIFY_DEPTH
-                self._desc.client_ssl_opts.verify.verify_depth = SPU_TLS_VERIFY_DEPTH
+            self._desc.enable_ssl = True
+            self._desc.server_ssl_opts.verify.verify_depth = SPU_TLS_VERIFY_DEPTH
+            self._desc.client_ssl_opts.verify.verify_depth = SPU_TLS_VERIFY_DEPTH
 
-    fed_api.BrpcLinkProxy = NamedBrpcLinkProxy
-
-    original_fill = sf_spu._fill_link_desc_attrs
-
-    @functools.wraps(original_fill)
-    def fill_link_desc_attrs(link_desc: Any, tls_opts: Any, desc: Any) -> None:
-        original_fill(link_desc=link_desc, tls_opts=tls_opts, desc=desc)
-        desc.id = f"{link_id}.spu"
-
-    sf_spu._fill_link_desc_attrs = fill_link_desc_attrs
-    if tls is None:
-        return
+    fed_api.BrpcLinkProxy = TlsBrpcLinkProxy
 
     tls_config = {"cert": tls["cert"], "key": tls["key"], "ca_cert": tls["ca_cert"]}
     original_init = sf_entry.init
@@ -127,6 +98,41 @@ def prepare_links(link_id: str, tls: Mapping[str, str] | None) -> None:
         return spu_configs, heu_config
 
     sf_context.extract_device_config = extract_device_config
+
+
+def one_spu_per_session() -> None:
+    """Give every step of the session the same SPU device while its settings stay the same.
+
+    Each component asks the entry's context for an SPU device of its own; a second device
+    would start its links on the SPU port again, which the first one still holds until the
+    session ends ("Fail to listen"). Components of one pipeline share the device, as
+    SecretFlow's own notebooks share one. A component that asks for other settings (a
+    different fixed-point precision) gets a new device once the old one's links stopped.
+    """
+    import gc  # noqa: PLC0415
+
+    import secretflow.component.core.context as sf_context  # noqa: PLC0415
+    from secretflow.device.device.spu import SPURuntime  # noqa: PLC0415
+
+    original = sf_context.Context._make_spu
+    devices: dict[str, Any] = {}
+
+    def make_spu(spu_config: Any, config: Any = None) -> Any:
+        runtime = dict(spu_config["cluster_def"].get("runtime_config", {}))
+        if config is not None:
+            config.update_config(runtime)
+        key = json.dumps(runtime, sort_keys=True, default=str)
+        if key not in devices:
+            if devices:  # other settings: stop the links of the device before
+                devices.clear()
+                for obj in gc.get_objects():
+                    if isinstance(obj, SPURuntime):
+                        obj.link.stop_link()
+                gc.collect()
+            devices[key] = original(spu_config, config)
+        return devices[key]
+
+    sf_context.Context._make_spu = staticmethod(make_spu)
 
 
 def cluster_config(ctx: JobContext) -> Any:
@@ -182,56 +188,57 @@ def attribute(field: str, value: Any) -> Any:
 
 
 def run_pipeline(ctx: JobContext) -> dict[str, Any]:
-    """Run every step in order, each in a process of its own; this party's result: each
+    """Run every step in order in one SecretFlow session; this party's result: each
     step's reports and outputs.
 
-    A process per step, as SecretFlow's own platform runs its components: the component
-    entry starts and shuts down rayfed's and SPU's links on the same ports for every
-    step, and with TLS a second start in one process could hang in its connect.
+    The component entry would start and shut down the links (rayfed's on the rayfed port,
+    yacl's handshake) for every step. A party that finished a step first would then greet
+    the next step's peer while the peer's link of the step before still listens on that
+    port; the old link takes the greeting, and the peer's new one waits for it forever
+    (seen with and without TLS, in one process and with a process per step). So the links
+    start once for the job, and the steps run inside that session.
     """
-    spec_path = ctx.workdir / PIPELINE_SPEC_NAME
-    write_json_atomic(spec_path, ctx.spec.to_dict())
+    os.environ[NO_EXIT_FLAG] = "1"
+    import secretflow.component.core.entry as core_entry  # noqa: PLC0415
+    import secretflow.component.entry as entry  # noqa: PLC0415  (registers the components)
+
+    spec = ctx.spec
+    tls = tls_files(ctx)
+    if tls is not None:
+        require_tls(tls)
+    one_spu_per_session()
+    cluster = cluster_config(ctx)
+    setup, shutdown = core_entry.setup_sf_cluster, core_entry.shutdown
+    core_entry.setup_sf_cluster = lambda config: None
+    core_entry.shutdown = lambda **kwargs: None
     (ctx.workdir / OUTPUTS_DIR).mkdir(exist_ok=True)
-    env = {**os.environ, **ctx.config.to_env()}
     result: dict[str, Any] = {"steps": []}
-    for index, step in enumerate(ctx.spec.params["steps"]):
-        if ctx.on_phase is not None:
-            ctx.on_phase(f"step {step['id']}")
-        step_file = step_result_path(ctx.workdir, step["id"])
-        step_file.unlink(missing_ok=True)
-        code = subprocess.run(
-            [sys.executable, "-m", "sfnode.compeval", "--spec", str(spec_path), "--workdir",
-             str(ctx.workdir), "--step", str(index)],
-            env=env, cwd=ctx.workdir, preexec_fn=_die_with_parent, check=False).returncode
-        outcome = read_json(step_file) or {}
-        if code != 0 or not outcome.get("ok"):
-            raise StepFailed(outcome.get("error") or f"step {step['id']} ({step['component']}) "
-                             f"failed on party {ctx.self_id}: its process exited with code {code}")
-        result["steps"].append(outcome["step"])
+    failed = True
+    setup(cluster)
+    try:
+        for index, step in enumerate(spec.params["steps"]):
+            if ctx.on_phase is not None:
+                ctx.on_phase(f"step {step['id']}")
+            try:
+                result["steps"].append(run_step(ctx, index, entry.comp_eval, cluster))
+            except BaseException as exc:  # noqa: BLE001  (rayfed raises SystemExit/KeyboardInterrupt too)
+                text = ANSI_COLOUR.sub("", str(exc)).strip() or repr(exc)
+                raise StepFailed(f"step {step['id']} ({step['component']}) failed on party "
+                                 f"{ctx.self_id}: {type(exc).__name__}: {text}") from exc
+            write_json_atomic(ctx.workdir / STEPS_NAME, result)
+        failed = False
+    finally:
+        shutdown(barrier_on_shutdown=not failed, on_error=failed)
     return result
 
 
-def step_result_path(workdir: Path, step_id: str) -> Path:
-    return workdir / STEPS_DIR / f"{step_id}.json"
-
-
-def _die_with_parent() -> None:
-    """In the step's process: be killed when the runner goes (its deadline, a cancel)."""
-    import ctypes  # noqa: PLC0415
-
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def run_step(ctx: JobContext, index: int) -> dict[str, Any]:
-    """One step, in this process: build its NodeEvalParam and run it with comp_eval."""
-    os.environ[NO_EXIT_FLAG] = "1"
-    import secretflow.component.entry as entry  # noqa: PLC0415  (registers the components)
+def run_step(ctx: JobContext, index: int, comp_eval: Any, cluster: Any) -> dict[str, Any]:
+    """One step: its NodeEvalParam, run with ``comp_eval`` in the job's session."""
     from google.protobuf.json_format import MessageToJson, Parse  # noqa: PLC0415
     from secretflow_spec.v1.data_pb2 import DistData, StorageConfig  # noqa: PLC0415
     from secretflow_spec.v1.evaluation_pb2 import NodeEvalParam  # noqa: PLC0415
 
     spec = ctx.spec
-    prepare_links(f"{spec.job_id}.{index}", tls_files(ctx))
     params = spec.params
     step = params["steps"][index]
     comp = resolve(catalogue.load().components, step["component"])
@@ -256,7 +263,7 @@ def run_step(ctx: JobContext, index: int) -> dict[str, Any]:
                           attrs=[attribute(comp.attribute_field(p), v) for p, v in attrs.items()],
                           inputs=inputs, output_uris=uris)
     started = time.monotonic()
-    evaluated = entry.comp_eval(param, storage, cluster_config(ctx))
+    evaluated = comp_eval(param, storage, cluster)
     described: dict[str, Any] = {"id": step["id"], "component": step["component"],
                                  "seconds": round(time.monotonic() - started, 3), "outputs": {}}
     for out, data in zip(comp.outputs, evaluated.outputs):
@@ -302,8 +309,8 @@ def report_values(data: Any) -> dict[str, Any]:
 
 
 def _value(attribute: Any, kind: str) -> Any:
-    if kind == "float":
-        return attribute.f
+    if kind == "float":  # JSON has no NaN: an undefined metric (an F1 of no positives) is null
+        return attribute.f if math.isfinite(attribute.f) else None
     if kind == "int":
         return attribute.i64
     if kind == "bool":
@@ -320,34 +327,3 @@ def outputs_of(workdir: Path) -> dict[str, Any]:
     """The saved output records of a job's work dir, by ``<step>.<output>``."""
     folder = workdir / OUTPUTS_DIR
     return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m sfnode.compeval --spec S --workdir W --step N``: one step of a pipeline
-    (the runner starts it; the node's settings come in the environment)."""
-    parser = argparse.ArgumentParser(prog="python -m sfnode.compeval", description=main.__doc__)
-    parser.add_argument("--spec", type=Path, required=True)
-    parser.add_argument("--workdir", type=Path, required=True)
-    parser.add_argument("--step", type=int, required=True)
-    args = parser.parse_args(argv)
-    spec = JobSpec.from_dict(json.loads(args.spec.read_text(encoding="utf-8")))
-    ctx = JobContext(spec=spec, config=load_config(), workdir=args.workdir)
-    step = spec.params["steps"][args.step]
-    path = step_result_path(args.workdir, step["id"])
-    path.parent.mkdir(exist_ok=True)
-    try:
-        write_json_atomic(path, {"ok": True, "step": run_step(ctx, args.step)})
-        code = 0
-    except BaseException as exc:  # noqa: BLE001  (rayfed raises SystemExit/KeyboardInterrupt too)
-        traceback.print_exc()
-        text = ANSI_COLOUR.sub("", str(exc)).strip() or repr(exc)
-        write_json_atomic(path, {"ok": False, "error": f"step {step['id']} ({step['component']}) "
-                                 f"failed on party {ctx.self_id}: {type(exc).__name__}: {text}"})
-        code = 1
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # SecretFlow's threads can hang the interpreter's teardown
-
-
-if __name__ == "__main__":
-    main()
