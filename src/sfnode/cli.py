@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from sfnode import catalogue
 from sfnode.broker import HEALTH_TASK, RUN_JOB_TASK, client_settings
+from sfnode.components import describe
 from sfnode.config import DEFAULT_ENV_FILE, ConfigError, NodeConfig, redact_url
 from sfnode.federation import FederationError, load_federation
 from sfnode.spec import SpecError, expand_spec, validate_spec
@@ -85,6 +87,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     spec = expand_spec(_read_spec(args.spec), federation, config.job_deadline_seconds)
     validate_spec(spec, config, federation)
     print(f"job spec {spec['job_id']!r} ({spec['kind']}) is valid on party {config.node_id}")
+    return EXIT_OK
+
+
+def cmd_components(args: argparse.Namespace) -> int:
+    """The components this node's SecretFlow offers (one per line), or one in full (JSON)."""
+    found = catalogue.load().components
+    if args.component:
+        key = args.component.split(":", 1)[0]
+        if key not in found:
+            raise UsageError(f"{args.component!r} is not a component of this node's SecretFlow; "
+                             "`sfnode components` lists them")
+        _print_json(describe(found, key), sort_keys=False)
+        return EXIT_OK
+    for key, definition in found.items():
+        summary = str(definition.get("desc", "")).strip().splitlines()
+        tested = "  (tested here)" if key in catalogue.TESTED else ""
+        print(f"{key}:{definition.get('version', '')}  {summary[0] if summary else ''}{tested}")
     return EXIT_OK
 
 
@@ -499,6 +518,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = with_env(sub.add_parser("validate", help="validate a job spec on this node"))
     p.add_argument("spec", type=Path)
     p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("components", help="the SecretFlow components pipelines may use, or one "
+                                          "with its attributes, inputs and outputs (JSON)")
+    p.add_argument("component", nargs="?", default=None, metavar="DOMAIN/NAME[:VERSION]")
+    p.set_defaults(func=cmd_components)
 
     p = with_env(sub.add_parser("expand", help="print the full form of a short job spec"))
     p.add_argument("spec", type=Path)

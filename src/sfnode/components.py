@@ -382,3 +382,49 @@ def _check_value(definition: AttrDef, value: Any, check: AttrCheck) -> Any:
             return bad("is not a string; expected a string (JSON of the attribute's message)")
         return value
     return bad("is not supported here")
+
+
+# --- what `sfnode components` shows ----------------------------------------------------------
+
+
+def describe(catalogue: Mapping[str, Mapping[str, Any]], key: str) -> dict[str, Any]:
+    """A component as a job spec uses it: its id, what it does, its attributes (path, type,
+    default, what is valid, whether required), inputs (types, column attributes) and outputs."""
+    definition = catalogue[key]
+    comp = _component(f"{key}:{definition.get('version', '')}", key, definition,
+                      int(definition.get("version", "0.0.0").split(".")[1]))
+    check = AttrCheck(comp, ["<party>"], {io.name: None for io in comp.inputs})
+    attrs = []
+    for path, attr in comp.attrs.items():
+        if not attr.settable:
+            continue
+        entry: dict[str, Any] = {"path": path, "type": attr.type.removeprefix("AT_").lower(),
+                                 "valid": _expected(attr, check), "required": attr.required}
+        default = attr.atomic.get("default_value")
+        if default is not None and attr.type in ATTRIBUTE_FIELD:
+            raw = default.get(ATTRIBUTE_FIELD[attr.type], _zero(attr.type))
+            entry["default"] = [_number(v, LIST_TYPES[attr.type]) for v in raw] \
+                if attr.type in LIST_TYPES else _number(raw, attr.type)
+        elif attr.union_default:
+            entry["default"] = attr.union_default
+        if "/" in path and not path.startswith("input/"):
+            entry["applies"] = "when " + " and ".join(_conditions(comp, path))
+        attrs.append(entry)
+    return {"id": comp.id, "description": str(definition.get("desc", "")).strip(), "attrs": attrs,
+            "inputs": [{"name": io.name, "types": list(io.types), "optional": io.optional} for io in comp.inputs],
+            "outputs": [{"name": io.name, "types": list(io.types)} for io in comp.outputs]}
+
+
+def _zero(kind: str) -> Any:
+    """The value proto3 leaves out of JSON: the type's zero."""
+    return {"AT_FLOAT": 0.0, "AT_INT": 0, "AT_BOOL": False, "AT_STRING": ""}.get(kind, [])
+
+
+def _conditions(comp: Component, path: str) -> list[str]:
+    parts = path.split("/")
+    found = []
+    for depth in range(1, len(parts)):
+        parent = comp.attrs.get("/".join(parts[:depth]))
+        if parent is not None and parent.type == "AT_UNION_GROUP":
+            found.append(f"{parent.path} is {parts[depth]}")
+    return found or ["its group is given"]

@@ -204,3 +204,26 @@ def test_a_node_without_catalogue_says_so(config: NodeConfig, federation: Federa
     problem = only_problem(pipeline_spec(config), config, federation)
     assert problem.field == "params.steps"
     assert "cannot be checked on party alice: no component catalogue" in problem.message
+
+
+def test_sfnode_components_lists_the_library_and_shows_one(capsys: pytest.CaptureFixture[str]) -> None:
+    from sfnode.cli import main
+
+    assert main(["components"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "ml.train/ss_sgd_train:1.0.0  Train both linear and logistic regression  (tested here)" in lines
+    assert main(["components", "ml.train/ss_sgd_train:1.0.0"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    attrs = {a["path"]: a for a in shown["attrs"]}
+    assert attrs["epochs"] == {"path": "epochs", "type": "int", "valid": "an integer >= 1", "required": False,
+                               "default": 10}
+    assert attrs["sig_type"]["valid"].startswith("a string, one of real, t1, t3")
+    assert attrs["input/input_ds/label"]["required"] is True
+    assert shown["inputs"] == [{"name": "input_ds", "types": ["sf.table.vertical"], "optional": False}]
+    assert [o["name"] for o in shown["outputs"]] == ["output_model", "report"]
+    assert main(["components", "data_prep/psi"]) == 0
+    psi = {a["path"]: a for a in json.loads(capsys.readouterr().out)["attrs"]}
+    assert psi["protocol"]["default"] == "PROTOCOL_RR22"
+    assert psi["join_type/left_join/left_side"]["applies"] == "when join_type is left_join"
+    assert main(["components", "ml.train/nothing"]) == 2
+    assert "is not a component of this node's SecretFlow" in capsys.readouterr().err
