@@ -95,7 +95,7 @@ CASES = {
     # the job channel and this party's policy
     "a job policy with a kind that does not exist": (
         {"job_channel_policy": {"bob": {"kinds": {"psy": "accept"}, "datasets": ["/etc/*"]}}},
-        ["party alice", "job_channel_policy.bob.kinds: 'psy' is not a job kind; expected one of ping, psi, spu_sum",
+        ["party alice", "job_channel_policy.bob.kinds: 'psy' is not a job kind; expected one of ping, pipeline, psi, spu_sum",
          "job_channel_policy.bob.datasets: ['/etc/*'] is not valid", "relative to DATA_DIR"]),
     "a job policy that is no mapping": ({"job_channel_policy": "alice may do anything"},
                                         ["party alice", "job_channel_policy: 'alice may do anything' is not valid",
