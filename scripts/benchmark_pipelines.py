@@ -68,7 +68,7 @@ PIPELINES: dict[str, dict[str, Any]] = {
     "sgb": {"steps": [
         JOIN, SPLIT,
         {"id": "train", "component": "ml.train/sgb_train:1.1.0", "inputs": {"input_ds": "split.train_ds"},
-         "attrs": {"num_boost_round": 3, "max_depth": 3, "learning_rate": 0.3, "input/input_ds/label": ["y"],
+         "attrs": {"num_boost_round": 5, "max_depth": 4, "learning_rate": 0.3, "input/input_ds/label": ["y"],
                    "input/input_ds/feature_selects": A + B}},
         {"id": "predict", "component": "ml.predict/sgb_predict:1.0.0",
          "inputs": {"input_model": "train.output_model", "input_ds": "split.test_ds"}, "attrs": PREDICT},

@@ -23,7 +23,8 @@ import math
 import os
 import re
 import time
-from collections.abc import Mapping
+import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -143,9 +144,10 @@ def cluster_config(ctx: JobContext) -> Any:
     spec = ctx.spec
     ids = spec.party_ids
     params = spec.params
+    # SPU's links as the other kinds have them (brpc's own protocol): with http and pooled
+    # connections, a PSI between two containers stalled in its first large exchange
     spu = {"runtime_config": {"protocol": params["spu"]["protocol"], "field": SPU_FIELD},
-           "link_desc": {**spu_link_desc(ctx), "brpc_channel_protocol": "http",
-                         "brpc_channel_connection_type": "pooled"}}
+           "link_desc": spu_link_desc(ctx)}
     heu = {"mode": "PHEU", "schema": params["heu"]["schema"], "key_size": params["heu"]["key_size"]}
     desc = SFClusterDesc(
         parties=ids,
@@ -187,7 +189,7 @@ def attribute(field: str, value: Any) -> Any:
     return Attribute(**{field: value})
 
 
-def run_pipeline(ctx: JobContext) -> dict[str, Any]:
+def run_pipeline(ctx: JobContext, before_shutdown: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run every step in order in one SecretFlow session; this party's result: each
     step's reports and outputs.
 
@@ -228,7 +230,14 @@ def run_pipeline(ctx: JobContext) -> dict[str, Any]:
             write_json_atomic(ctx.workdir / STEPS_NAME, result)
         failed = False
     finally:
-        shutdown(barrier_on_shutdown=not failed, on_error=failed)
+        if not failed and before_shutdown is not None:
+            before_shutdown(result)  # the result stands even if the shutdown fails
+        try:
+            shutdown(barrier_on_shutdown=not failed, on_error=failed)
+        except Exception:  # noqa: BLE001  (the steps are done; a peer may have left first)
+            if failed:
+                raise
+            traceback.print_exc()
     return result
 
 

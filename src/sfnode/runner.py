@@ -10,6 +10,7 @@ why this runs in a process of its own, which the supervisor can kill.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
 import os
@@ -235,10 +236,19 @@ def run(spec: JobSpec, ctx: JobContext, status: StatusFile) -> dict[str, Any]:
 def _run_self_starting(spec: JobSpec, ctx: JobContext, status: StatusFile,
                        outcome: dict[str, Any], started: float) -> dict[str, Any]:
     """A kind that starts SecretFlow itself (its component entry, which brings up and
-    shuts down its own links for each step): no ``sf.init`` here. The kind records its
-    steps as phases (``step <id>``) and raises :class:`StepFailed` naming the step."""
+    shuts down its own links): no ``sf.init`` here. The kind records its steps as phases
+    (``step <id>``), raises naming the failed step, and hands its result over before
+    SecretFlow shuts down (a final result then, which a failed shutdown cannot lose)."""
     phase = "run"
     status.phase(phase)
+
+    def done(result: dict[str, Any]) -> None:
+        status.phase("shutdown")
+        write_json_atomic(ctx.workdir / RESULT_NAME, {
+            **outcome, "ok": True, "result": result, "phase": "shutdown", "final": True,
+            "seconds": round(time.monotonic() - started, 3), "phases": status.data["phases"]})
+
+    ctx = dataclasses.replace(ctx, on_result=done)
     try:
         result = run_kind(None, ctx)
         outcome.update(ok=True, result=result)

@@ -65,6 +65,9 @@ class JobContext:
     workdir: Path
     # Records a phase of the job in its status (``step <id>`` for a pipeline); the runner's.
     on_phase: Callable[[str], None] | None = None
+    # Records the job's result before SecretFlow shuts down (a kind that starts SecretFlow
+    # itself): a shutdown that fails after the work is done does not lose it.
+    on_result: Callable[[dict[str, Any]], None] | None = None
 
     @property
     def self_id(self) -> str:

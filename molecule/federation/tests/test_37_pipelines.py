@@ -170,7 +170,7 @@ def test_secureboost_psi_split_train_predict_eval(three_parties, bc):
     spec = pipeline("sgb", bc, [JOIN, SPLIT,
                                 {"id": "train", "component": "ml.train/sgb_train:1.1.0",
                                  "inputs": {"input_ds": "split.train_ds"},
-                                 "attrs": {"num_boost_round": 3, "max_depth": 3, "learning_rate": 0.3,
+                                 "attrs": {"num_boost_round": 5, "max_depth": 4, "learning_rate": 0.3,
                                            "input/input_ds/label": ["y"], "input/input_ds/feature_selects": feats}},
                                 {"id": "predict", "component": "ml.predict/sgb_predict:1.0.0",
                                  "inputs": {"input_model": "train.output_model", "input_ds": "split.test_ds"},

@@ -64,11 +64,14 @@ DEFAULT_SPU = {"protocol": "SEMI2K"}
 DEFAULT_HEU = {"schema": "paillier", "key_size": 2048}
 INDIVIDUAL_TABLE = "sf.table.individual"
 # Outputs of earlier steps whose columns are known before the job runs: the joined table
-# of a PSI has the columns of both inputs, a split's parts those of its input.
+# of a PSI has the columns of both inputs, a split's parts and a preprocessed table those
+# of their input.
 COLUMNS_FROM_INPUTS = {
     ("data_prep/psi", "output_ds"): ("input_ds1", "input_ds2"),
     ("data_prep/train_test_split", "train_ds"): ("input_ds",),
     ("data_prep/train_test_split", "test_ds"): ("input_ds",),
+    ("preprocessing/feature_calculate", "output_ds"): ("input_ds",),
+    ("preprocessing/substitution", "output_ds"): ("input_ds",),
 }
 def validate(params: dict[str, Any], check: ParamCheck) -> dict[str, Any]:
     check.known_params(params, PARAMS)
@@ -319,7 +322,7 @@ def run(sf: Any, ctx: JobContext) -> dict[str, Any]:
     """Run the steps in order (``sf`` is unused: the component entry starts SecretFlow)."""
     from sfnode import compeval  # noqa: PLC0415  (imports SecretFlow's component library)
 
-    return compeval.run_pipeline(ctx)
+    return compeval.run_pipeline(ctx, ctx.on_result)
 
 
 def reads(params: dict[str, Any], party: str) -> tuple[str, ...]:
