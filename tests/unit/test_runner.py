@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import json
 import socket
 import sys
@@ -14,6 +15,7 @@ from conftest import FakeSF, full_spec, job_context
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation
 from sfnode.jobspec import JobSpec, PartySpec
+from sfnode import runner
 from sfnode.runner import PeerProber, StatusFile, run
 
 
@@ -80,6 +82,8 @@ def test_run_turns_exceptions_into_results(config: NodeConfig, federation: Feder
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     module = fake_secretflow(RuntimeError("Failed to wait for parties: ['bob'] to start"))
     monkeypatch.setitem(sys.modules, "secretflow", module)
+    # no peer answers, and no probe leaves this machine
+    monkeypatch.setattr(runner, "PeerProber", functools.partial(PeerProber, probe=lambda host, port: False))
     ctx = job_context(config, federation, full_spec(), tmp_path)
     outcome = run(ctx.spec, ctx, StatusFile(tmp_path / "status.json", ctx.spec, "alice"))
     assert outcome["ok"] is False and outcome["phase"] == "init"
@@ -96,6 +100,8 @@ def test_a_peer_that_never_listened_is_named_when_rayfed_gives_up(
     # rayfed's readiness ping gives up on a silent peer by exiting, naming nobody
     module = fake_secretflow(SystemExit(15))
     monkeypatch.setitem(sys.modules, "secretflow", module)
+    # no peer answers, and no probe leaves this machine
+    monkeypatch.setattr(runner, "PeerProber", functools.partial(PeerProber, probe=lambda host, port: False))
     ctx = job_context(config, federation, full_spec(parties=("alice", "bob", "carol")), tmp_path)
     status = StatusFile(tmp_path / "status.json", ctx.spec, "alice")
     status.peer_answered("carol")
