@@ -20,6 +20,7 @@ from sfnode.broker import (HEALTH_TASK, RESULT_EXPIRES_SECONDS, RUN_JOB_TASK, TA
 from sfnode.config import ConfigError, NodeConfig, redact_url
 from sfnode.federation import FederationError, check_node, load_federation
 from sfnode.journal import Journal, digest
+from sfnode.runner import REMOTE_ERROR
 from sfnode.health import probe_ray, versions
 
 _config: NodeConfig | None = None
@@ -130,9 +131,13 @@ def _journal_and_fail_fast(config: NodeConfig, spec: dict[str, Any],
               file=sys.stderr, flush=True)
     if ok or answer.get("cancelled_by") or answer.get("reused"):
         return  # a job another party ended needs no word back; a reused id is not that job
+    # A failure that a peer's own error brought here (rayfed passes it on) is that peer's
+    # to report: told to end, it could take the word for the cause before its own error
+    # is written. The others are told.
+    origins = set(REMOTE_ERROR.findall(str(answer.get("error", ""))))
+    parties = [p for p in channel.job_parties(spec) if p not in origins]
     # the phase only: this party's error text (paths, columns) stays in its own journal
-    channel.tell_peers_to_end(config, load_federation(config.federation_file), job_id,
-                              channel.job_parties(spec),
+    channel.tell_peers_to_end(config, load_federation(config.federation_file), job_id, parties,
                               f"its part failed in phase "
                               f"{answer.get('phase')}", journal)
 

@@ -116,3 +116,9 @@ def test_a_job_that_fails_here_is_journalled_and_ended_on_its_other_parties(
     assert [(e["ok"], e.get("by")) for e in ended] == [(False, None), (False, "bob"),
                                                        (False, None), (True, None)]
     assert ended[-1]["result_digest"].startswith("sha256:")
+    # a failure bob's own error brought (rayfed passed it on): bob reports his failure himself
+    told.clear()
+    brought = {"ok": False, "phase": "run", "error": "party bob's part failed in phase run (rayfed "
+               "passed on its error): FedRemoteError: FedRemoteError occurred at bob caused by ..."}
+    app_module._journal_and_fail_fast(config, full_spec(parties=("alice", "bob", "carol")), brought)
+    assert told == [("ping-0001", ["alice", "carol"], "its part failed in phase run")]
