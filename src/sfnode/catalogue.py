@@ -31,6 +31,8 @@ TESTED = (
     "data_prep/psi",
     "data_prep/train_test_split",
     "stats/table_statistics",
+    "preprocessing/feature_calculate",
+    "preprocessing/substitution",
     "ml.train/ss_sgd_train",
     "ml.predict/ss_sgd_predict",
     "ml.train/sgb_train",

@@ -227,3 +227,16 @@ def test_sfnode_components_lists_the_library_and_shows_one(capsys: pytest.Captur
     assert psi["join_type/left_join/left_side"]["applies"] == "when join_type is left_join"
     assert main(["components", "ml.train/nothing"]) == 2
     assert "is not a component of this node's SecretFlow" in capsys.readouterr().err
+
+
+def test_columns_are_known_through_standardisation(config: NodeConfig, federation: Federation) -> None:
+    params = lr_params()
+    feats = [*ALICE_FEATURES, *BOB_FEATURES]
+    params["steps"][2:3] = [
+        {"id": "scale", "component": "preprocessing/feature_calculate:1.0.0", "inputs": {"input_ds": "split.train_ds"},
+         "attrs": {"rules": '{"op": "STANDARDIZE"}', "input/input_ds/features": feats}},
+        {"id": "train", "component": "ml.train/ss_sgd_train:1.0.0", "inputs": {"input_ds": "scale.output_ds"},
+         "attrs": {"input/input_ds/label": ["label"], "input/input_ds/feature_selects": feats}}]
+    problem = only_problem(pipeline_spec(config, params), config, federation)
+    assert problem.field == "params.steps[train].attrs.input/input_ds/label"
+    assert "names column 'label', which is not in the schema" in problem.message
