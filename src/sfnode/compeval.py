@@ -66,7 +66,13 @@ def require_tls(tls: Mapping[str, str]) -> None:
                      tls_config: Any = None, proxy_config: Any = None) -> None:
             if not tls_config:
                 raise RuntimeError("sfnode: a component link without TLS on a TLS node")
-            super().__init__(addresses, self_party, job_name, tls_config, proxy_config)
+            # brpc's own protocol, as SPU's links have it: with the entry's http and pooled
+            # connections, a step between two containers stalled with both sides waiting to
+            # receive (seen in a PSI and in SS-SGD training). Its addresses carry no scheme.
+            addresses = {party: address.removeprefix("http://") for party, address in addresses.items()}
+            super().__init__(addresses, self_party, job_name, tls_config,
+                             {**(proxy_config or {}), "brpc_channel_protocol": "baidu_std",
+                              "brpc_channel_connection_type": "single"})
             self._desc.enable_ssl = True
             self._desc.server_ssl_opts.verify.verify_depth = SPU_TLS_VERIFY_DEPTH
             self._desc.client_ssl_opts.verify.verify_depth = SPU_TLS_VERIFY_DEPTH
