@@ -25,7 +25,6 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from sfnode import catalogue
@@ -336,9 +335,3 @@ def _value(attribute: Any, kind: str) -> Any:
         if len(getattr(attribute, field)):
             return list(getattr(attribute, field))
     return attribute.s or attribute.f or attribute.i64
-
-
-def outputs_of(workdir: Path) -> dict[str, Any]:
-    """The saved output records of a job's work dir, by ``<step>.<output>``."""
-    folder = workdir / OUTPUTS_DIR
-    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))}
