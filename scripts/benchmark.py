@@ -280,11 +280,16 @@ def bare_config(fed: Bench, party: str, kind: str, job_name: str, keys: int,
 
 def bare_command(fed: Bench, party: str, kind: str, job_name: str, keys: int,
                  tls: bool = True) -> list[str]:
-    config = json.dumps(bare_config(fed, party, kind, job_name, keys, tls))
+    return by_hand_command(party, bare_config(fed, party, kind, job_name, keys, tls))
+
+
+def by_hand_command(party: str, config: dict[str, Any]) -> list[str]:
+    """by_hand.py with ``config`` on ``party``, as the service user, with a driver's
+    environment (the runner's) and no Ray address of the node's."""
     return ["podman", "exec", "-u", NODE_USER, "-w", NODE_HOME, Bench.container(party),
             "env", "-u", "RAY_ADDRESS", f"HOME={NODE_HOME}",
             *(f"{key}={value}" for key, value in DRIVER_ENVIRONMENT.items()),
-            VENV_PYTHON, "-c", BY_HAND.read_text(), config]
+            VENV_PYTHON, "-c", BY_HAND.read_text(), json.dumps(config)]
 
 
 # --- the platform's job specs ------------------------------------------------------------

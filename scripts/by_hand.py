@@ -4,7 +4,9 @@ Run by a node venv's Python (3.10) as the service user, on every party at
 once, with one argument: a JSON object that scripts/benchmark.py builds with
 the worker app's own builders (sfnode.sfargs: the sf.init, sf.SPU and link
 arguments of a job), so platform and by-hand runs differ only in what the
-platform adds around them. Before sf.init it makes the job's work dir and, on
+platform adds around them. For a pipeline (scripts/benchmark_pipelines.py) it
+holds the job spec, and the steps run through the runner's own code for them
+(sfnode.compeval) with no broker, worker, supervisor or runner around it. Before sf.init it makes the job's work dir and, on
 a node with TLS, writes the job's trust bundle there (the ca_cert of its TLS
 links), as the platform's supervisor does. Prints one ``BENCH_RESULT {...}``
 line.
@@ -70,8 +72,36 @@ def prepare_workdir():
             handle.write(bundle["text"])
 
 
+def pipeline():
+    """SecretFlow's component entry on this party's side of a pipeline, without the
+    platform: the spec is checked and normalised as a worker does, then the steps' own
+    NodeEvalParams go to ``comp_eval`` in one SecretFlow session with this node's TLS
+    (sfnode.compeval, the runner's code: stock ``comp_eval`` leaves its links without TLS
+    and restarts them for every step, see docs/pipelines.md). Marks "import", each
+    "step <id>" as it begins, "shutdown" and "done"."""
+    from pathlib import Path
+
+    import secretflow.component.entry  # noqa: F401  (the component library, registered)
+    from sfnode import compeval
+    from sfnode.config import NodeConfig
+    from sfnode.federation import load_federation
+    from sfnode.sfargs import JobContext
+    from sfnode.spec import expand_spec, validate_spec
+    mark("import")
+    config = NodeConfig.from_env_file(cfg["env_file"])
+    federation = load_federation(config.federation_file)
+    spec = validate_spec(expand_spec(cfg["spec"], federation, config.job_deadline_seconds),
+                         config, federation)
+    ctx = JobContext(spec, config, Path(cfg["workdir"]["path"]), on_phase=mark)
+    result = compeval.run_pipeline(ctx, before_shutdown=lambda _: mark("shutdown"))
+    mark("done")
+    return result
+
+
 def main():
     prepare_workdir()
+    if cfg["kind"] == "pipeline":
+        return pipeline()
     import secretflow as sf
     mark("import")
     sf.init(**cfg["init"])

@@ -38,9 +38,9 @@ federation:
     redis_password_dir: "{{ inventory_dir }}/secrets"
     node_peer_cards: [$cards]
     # What $p lets its peer do on its node: PSI jobs and pipelines of SecretFlow
-    # components on the files under demo/, the result revealed to that peer too.
+    # components on the files under demo/ and bc/, the result revealed to that peer too.
     job_channel_policy:
-      $peer: {kinds: {psi: accept, ping: accept, pipeline: accept}, datasets: ["demo/*"], reveal_to: [$peer]}
+      $peer: {kinds: {psi: accept, ping: accept, pipeline: accept}, datasets: ["demo/*", "bc/*"], reveal_to: [$peer]}
   hosts:
     $p: {ansible_host: sff-demo-$p}
 YAML
@@ -130,62 +130,25 @@ JSON
   echo "demo: try 'podman exec sff-demo-alice sfnode health'; remove everything with: make demo-down"
 }
 
-# Vertical logistic regression between the two organisations: scikit-learn's
-# breast-cancer data (in the nodes' venv), 15 features and the label at alice,
-# the other 15 at bob, each side's rows in its own order, a few rows on one side
-# only; alice proposes PSI -> split -> standardise -> SS-SGD -> predict -> evaluate.
+# Vertical logistic regression between the two organisations, the example of
+# docs/pipelines.md: scikit-learn's breast-cancer data (in the nodes' venv),
+# 15 features and the label at alice, the other 15 at bob, each side's rows in
+# its own order, a few rows on one side only (examples/breast_cancer.py);
+# alice proposes examples/pipelines/lr.json: PSI -> split -> statistics ->
+# standardise -> SS-SGD -> predict -> evaluate.
 lr_pipeline() {
   local venv=/opt/secretflow/venv
-  podman exec -i sff-demo-alice "$venv/bin/python" - <<'PY' >"$out/bc.json"
-import json
-import numpy as np, pandas as pd
-from sklearn.datasets import load_breast_cancer
-data = load_breast_cancer()
-frame = pd.DataFrame(data.data, columns=[f"f{i:02d}" for i in range(30)])
-frame.insert(0, "id", np.arange(100000, 100000 + len(frame)))
-frame["y"] = data.target
-alice = frame[["id"] + [f"f{i:02d}" for i in range(15)] + ["y"]]
-bob = frame[["id"] + [f"f{i:02d}" for i in range(15, 30)]]
-alice = alice[alice.id % 50 != 0].sample(frac=1.0, random_state=1)
-bob = bob[bob.id % 61 != 7].sample(frac=1.0, random_state=2)
-print(json.dumps({"alice": alice.to_csv(index=False), "bob": bob.to_csv(index=False)}))
-PY
+  podman exec sff-demo-alice sh -c 'rm -rf /tmp/bc && mkdir /tmp/bc'
+  podman exec -i sff-demo-alice "$venv/bin/python" - /tmp/bc <examples/breast_cancer.py
   for p in "${parties[@]}"; do
-    python3 -c "import json, sys; sys.stdout.write(json.load(open('$out/bc.json'))['$p'])" >"$out/$p/bc.csv"
+    podman exec sff-demo-alice cat "/tmp/bc/$p.csv" >"$out/$p/bc.csv"
     ansible-playbook playbooks/upload.yml -i "$out/$p/hosts.yml" -e "src=$out/$p/bc.csv" \
-      -e dest=demo/bc.csv >"$out/$p/upload-bc.log" 2>&1 || { tail -n 30 "$out/$p/upload-bc.log"; exit 1; }
+      -e "dest=bc/$p.csv" >"$out/$p/upload-bc.log" 2>&1 || { tail -n 30 "$out/$p/upload-bc.log"; exit 1; }
   done
   local lr_id="lr-demo-$(date +%Y%m%d%H%M%S)"
-  python3 - "$out/lr.json" "$lr_id" <<'PY'
-import json, sys
-path, job_id = sys.argv[1], sys.argv[2]
-a = [f"f{i:02d}" for i in range(15)]
-b = [f"f{i:02d}" for i in range(15, 30)]
-feats = a + b
-steps = [
-    {"id": "join", "component": "data_prep/psi:1.0.0", "inputs": {"input_ds1": "alice_bc", "input_ds2": "bob_bc"},
-     "attrs": {"input/input_ds1/keys": ["id"], "input/input_ds2/keys": ["id"]}},
-    {"id": "split", "component": "data_prep/train_test_split:1.0.0", "inputs": {"input_ds": "join.output_ds"},
-     "attrs": {"train_size": 0.7, "test_size": 0.3, "random_state": 42}},
-    {"id": "scale", "component": "preprocessing/feature_calculate:1.0.0", "inputs": {"input_ds": "split.train_ds"},
-     "attrs": {"rules": '{"op": "STANDARDIZE"}', "input/input_ds/features": feats}},
-    {"id": "scale_test", "component": "preprocessing/substitution:1.0.0",
-     "inputs": {"input_ds": "split.test_ds", "input_rule": "scale.output_rule"}},
-    {"id": "train", "component": "ml.train/ss_sgd_train:1.0.0", "inputs": {"input_ds": "scale.output_ds"},
-     "attrs": {"epochs": 10, "batch_size": 64, "input/input_ds/label": ["y"], "input/input_ds/feature_selects": feats}},
-    {"id": "predict", "component": "ml.predict/ss_sgd_predict:1.0.0",
-     "inputs": {"input_model": "train.output_model", "input_ds": "scale_test.output_ds"},
-     "attrs": {"receiver": ["alice"], "pred_name": "pred", "save_label": True}},
-    {"id": "eval", "component": "ml.eval/biclassification_eval:1.0.0", "inputs": {"input_ds": "predict.output_ds"},
-     "attrs": {"input/input_ds/label": ["y"], "input/input_ds/prediction": ["pred"]}},
-]
-tables = {"alice_bc": {"party": "alice", "path": "demo/bc.csv", "ids": {"id": "int"},
-                       "features": {c: "float" for c in a}, "labels": {"y": "int"}},
-          "bob_bc": {"party": "bob", "path": "demo/bc.csv", "ids": {"id": "int"}, "features": {c: "float" for c in b}}}
-json.dump({"job_id": job_id, "kind": "pipeline", "parties": ["alice", "bob"], "slot": 1,
-           "deadline_seconds": 900, "params": {"tables": tables, "steps": steps}}, open(path, "w"))
-PY
-  echo "demo: pipeline $lr_id: alice proposes vertical LR on the breast-cancer data (docs/pipelines.md)"
+  python3 -c 'import json, sys; spec = json.load(open(sys.argv[1])); spec["job_id"] = sys.argv[2]; print(json.dumps(spec))' \
+    examples/pipelines/lr.json "$lr_id" >"$out/lr.json"
+  echo "demo: pipeline $lr_id: alice proposes vertical LR on the breast-cancer data (examples/pipelines/lr.json)"
   ansible-playbook playbooks/propose.yml -i "$out/alice/hosts.yml" -e "job_spec=$out/lr.json" \
     >"$out/alice/propose-lr.log" 2>&1 || { tail -n 30 "$out/alice/propose-lr.log"; exit 1; }
   for p in "${parties[@]}"; do

@@ -274,3 +274,42 @@ def test_report_without_no_tls_runs_has_no_tls_ratios(
 def test_skip_no_tls_flag() -> None:
     assert bm.build_parser().parse_args(["--skip-no-tls"]).skip_no_tls
     assert not bm.build_parser().parse_args([]).skip_no_tls
+
+
+def load_pipelines_benchmark() -> ModuleType:
+    sys.path.insert(0, str(SCRIPTS))  # it imports benchmark.py's helpers, as when run
+    try:
+        spec = importlib.util.spec_from_file_location("benchmark_pipelines",
+                                                      SCRIPTS / "benchmark_pipelines.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+bp = load_pipelines_benchmark()
+
+
+def test_pipeline_by_hand_runs_in_the_jobs_dir_with_the_trust_bundle(
+        tmp_path: Path, federation_data: dict[str, Any],
+        certificates: dict[str, tuple[str, str]]) -> None:
+    """By hand, a pipeline's work dir is JOB_DIR/<job> (where its steps write, as the
+    runner's do), with the supervisor's trust bundle; the spec is the example, unchanged
+    but for its id and slot."""
+    fed = bench_of(tmp_path, federation_data, certificates)
+    spec = bp.spec_for("lr", "bench-x-lr-hand1", fed.bare_slot)
+    config = bp.by_hand_config(fed, "bob", spec)
+    workdir = f"{fed.configs['bob'].job_dir}/bench-x-lr-hand1"
+    assert config["workdir"] == {"path": workdir, "umask": WORKDIR_UMASK}
+    assert config["trust_bundle"]["path"] == f"{workdir}/peers.pem"
+    assert config["trust_bundle"]["text"] == fed.federation.trust_bundle(["alice"])
+    assert config["spec"]["params"] == bp.example("lr")["params"]
+    assert (config["spec"]["slot"], config["env_file"]) == (fed.bare_slot, bm.NODE_ENV)
+
+
+def test_pipeline_phases_from_the_marks() -> None:
+    marks = {"run": 100.0, "step join": 103.5, "step split": 106.0, "shutdown": 120.0, "done": 121.25}
+    assert bp.phases_of(marks, marks["run"]) == {"before_steps": 3.5, "steps": 16.5, "shutdown": 1.25}
+    assert bp.phases_of({"import": 4.0}, 0.0) == {}  # failed before its first step

@@ -21,6 +21,7 @@ from sfnode.jobdir import output_record
 from sfnode.spec import validate_spec
 
 CATALOGUE = Path(__file__).parent / "data" / "components.json"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ALICE_FEATURES = {"a1": "float", "a2": "float"}
 BOB_FEATURES = {"b1": "float", "b2": "float"}
 
@@ -240,3 +241,17 @@ def test_columns_are_known_through_standardisation(config: NodeConfig, federatio
     problem = only_problem(pipeline_spec(config, params), config, federation)
     assert problem.field == "params.steps[train].attrs.input/input_ds/label"
     assert "names column 'label', which is not in the schema" in problem.message
+
+
+@pytest.mark.parametrize("name", ["lr", "sgb"])
+def test_the_example_pipelines_are_valid(config: NodeConfig, federation: Federation, name: str) -> None:
+    """examples/pipelines/ (the demo's, the federation scenario's, the benchmark's) pass
+    the checks on alice's node, with its table in place."""
+    example = json.loads((EXAMPLES / "pipelines" / f"{name}.json").read_text())
+    (config.data_dir / "bc").mkdir(exist_ok=True)
+    header = ["id", *example["params"]["tables"]["alice_bc"]["features"], "y"]
+    (config.data_dir / "bc" / "alice.csv").write_text(",".join(header) + "\n")
+    spec = full_spec("pipeline", params=example["params"])
+    steps = validate_spec(spec, config, federation).params["steps"]
+    assert [s["id"] for s in steps] == [s["id"] for s in example["params"]["steps"]]
+    assert steps[-1]["component"] == "ml.eval/biclassification_eval:1.0.0"
