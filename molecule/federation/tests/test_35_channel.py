@@ -200,7 +200,9 @@ def test_a_manual_proposal_waits_approving_runs_it_and_refusing_reaches_alice_at
     sfnode(bob, f"refuse {refused} --reason 'not this quarter'")
     answer = finish(proc, timeout=60)
     took = time.monotonic() - started
-    assert took < 5, (took, answer)
+    # at once, not at the end of alice's wait (the job's deadline, 600 s): bob's CLI start
+    # and alice's next look (every second) took 2-8 s on this two-core machine
+    assert took < 60, (took, answer)
     assert answer["rc"] != 0 and answer["decisions"]["bob"]["outcome"] == "refused", answer
     assert "not this quarter" in answer["error"] and "party bob" in answer["error"], answer
 
