@@ -121,6 +121,21 @@ def step_seconds(result: dict[str, Any]) -> dict[str, float]:
     return {s["id"]: s["seconds"] for s in result.get("steps", [])}
 
 
+# yacl's words when a brpc link sends a request again (after its timeout or an error)
+RESEND_MARK = "send request failed and retry"
+
+
+def resends(log: str) -> int:
+    return log.count(RESEND_MARK)
+
+
+def platform_resends(fed: Bench, party: str, job_id: str) -> int:
+    """The link's resends in the job's logs on ``party`` (the runner's, and SPU's)."""
+    workdir = f"{fed.configs[party].job_dir}/{job_id}"
+    return resends(exec_root(Bench.container(party), [
+        "sh", "-c", f"cat {workdir}/runner.log {workdir}/spu.log 2>/dev/null || true"]))
+
+
 def run_platform(fed: Bench, name: str, job_id: str, rep: int) -> Run:
     spec_path = write_spec(fed, spec_for(name, job_id, PLATFORM_SLOT))
     wall, done = run_both({p: submit_command(p, spec_path) for p in PARTIES},
@@ -141,7 +156,8 @@ def run_platform(fed: Bench, name: str, job_id: str, rep: int) -> Run:
             "auc": check_auc(what, done[party], result), "step_seconds": step_seconds(result),
             # the runner's first mark ("run") is its start: SecretFlow's base already imported
             "phase_seconds": phases_of(marks, marks.get("run", 0.0)),
-            "overhead_seconds": overhead_split(done[party], marks)}
+            "overhead_seconds": overhead_split(done[party], marks),
+            "link_resends": platform_resends(fed, party, job_id)}
     return Run(f"{name} platform", rep, job_id, wall, parties)
 
 
@@ -190,12 +206,17 @@ def run_by_hand(fed: Bench, name: str, job_id: str, rep: int) -> Run:
         if not lines:
             raise failure(what, done[party], "by_hand.py printed no result")
         out = json.loads(lines[-1][len(RESULT_MARK):])
-        if done[party].returncode != 0 or not out.get("ok"):
+        # a result given before the shutdown stands if the process then died in it, as the
+        # platform's does (its runner writes the result first)
+        died_in_shutdown = out.get("final") is False and done[party].returncode != 0
+        if not out.get("ok") or (done[party].returncode != 0 and not died_in_shutdown):
             raise failure(what, done[party], f"the by-hand job failed: {out.get('error')}")
         phases = phases_of(out.get("phases") or {}, 0.0)  # from the process's start
         parties[party] = {"seconds": done[party].seconds,
                           "auc": check_auc(what, done[party], out["result"]),
-                          "step_seconds": step_seconds(out["result"]), "phase_seconds": phases}
+                          "step_seconds": step_seconds(out["result"]), "phase_seconds": phases,
+                          "died_in_shutdown": died_in_shutdown,
+                          "link_resends": resends(done[party].stdout + done[party].stderr)}
     return Run(f"{name} by hand", rep, job_id, wall, parties)
 
 
@@ -208,7 +229,9 @@ def clean_up(fed: Bench, job_ids: list[str]) -> None:
 
 
 def log_run(run: Run) -> None:
-    aucs = ", ".join(f"{p} AUC {v['auc']:.4f}" for p, v in run.parties.items())
+    aucs = ", ".join(f"{p} AUC {v['auc']:.4f}, {v['link_resends']} resends"
+                     + (", died in its shutdown" if v.get("died_in_shutdown") else "")
+                     for p, v in run.parties.items())
     print(f"  {run.measurement:<16} rep {run.rep}: {run.seconds:7.2f} s  ({aucs})", flush=True)
 
 
@@ -277,6 +300,8 @@ def run_all(fed: Bench, args: argparse.Namespace, runs: list[Run], job_ids: list
             log_run(runs[-1])
             job = f"bench-{stamp}-{name}-hand{rep}"
             job_ids.append(job)
+            # the platform's nodes refill their warm pools after a job: by hand waits for that
+            print(f"  settled: {settle(fed)}", flush=True)
             runs.append(run_by_hand(fed, name, job, rep))
             log_run(runs[-1])
 
@@ -312,8 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BenchError as exc:
         error, code = str(exc), 1
     finally:
-        if fed is not None:
+        if fed is not None and error is None:
             clean_up(fed, job_ids)
+        elif fed is not None:
+            print(f"work dirs kept for a look: {', '.join(job_ids)} in each party's JOB_DIR",
+                  file=sys.stderr)
     print_report(runs, info, exec_s)
     if args.json:
         med = medians(runs)

@@ -30,7 +30,8 @@ from typing import Any
 from sfnode import catalogue
 from sfnode.components import resolve
 from sfnode.jobdir import OUTPUTS_DIR, output_record, write_json_atomic, write_text_atomic
-from sfnode.sfargs import SPU_FIELD, SPU_TLS_VERIFY_DEPTH, JobContext, spu_link_desc, tls_files
+from sfnode.sfargs import (LINK_SEND_TIMEOUT_MS, SPU_FIELD, SPU_TLS_VERIFY_DEPTH, JobContext,
+                           spu_link_desc, tls_files)
 
 INPUTS_DIR = "inputs"
 STEPS_DIR = "steps"
@@ -69,9 +70,12 @@ def require_tls(tls: Mapping[str, str]) -> None:
             # connections, a step between two containers stalled with both sides waiting to
             # receive (seen in a PSI and in SS-SGD training). Its addresses carry no scheme.
             addresses = {party: address.removeprefix("http://") for party, address in addresses.items()}
+            # A send that waits longer for its answer than LINK_SEND_TIMEOUT_MS is sent
+            # again (the entry's 300 s made a request stuck in TLS a 300 s pause).
             super().__init__(addresses, self_party, job_name, tls_config,
                              {**(proxy_config or {}), "brpc_channel_protocol": "baidu_std",
-                              "brpc_channel_connection_type": "single"})
+                              "brpc_channel_connection_type": "single",
+                              "timeout_in_ms": LINK_SEND_TIMEOUT_MS})
             self._desc.enable_ssl = True
             self._desc.server_ssl_opts.verify.verify_depth = SPU_TLS_VERIFY_DEPTH
             self._desc.client_ssl_opts.verify.verify_depth = SPU_TLS_VERIFY_DEPTH

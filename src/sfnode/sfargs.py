@@ -54,6 +54,16 @@ SPU_CONNECT_RETRY_TIMES = 600
 # SPU's TLS: a peer's certificate is self-signed (its own anchor) or signed by its
 # organisation's root CA (the anchor): depth 1 lets OpenSSL build either chain.
 SPU_TLS_VERIFY_DEPTH = 1
+# How long one send over a brpc link (SPU's, and rayfed's in a pipeline) waits for the
+# peer's answer before it is sent again (the link sends at most 1 MiB a request, and
+# tries 3 more times, so a link slower than about 1 Mbit/s fails the job). brpc with
+# TLS can leave the last bytes of a request in OpenSSL's buffer when the socket is full,
+# until the connection's next write: the request then completes only by this timeout
+# and its resend, which flushes them (on the demo federation: one such pause in most
+# pipelines, and "Duplicate seq_id found" in the peer's log). With the entry's 300 s for
+# rayfed's link, an SS-SGD training paused 300 s; with the job's deadline for SPU's, a
+# pause could last as long as the job. yacl's own default is 20 s.
+LINK_SEND_TIMEOUT_MS = 10_000
 
 
 @dataclass(frozen=True)
@@ -153,14 +163,13 @@ def spu_tls_opts(ctx: JobContext) -> dict[str, Any] | None:
 
 
 def spu_link_desc(ctx: JobContext) -> dict[str, Any]:
-    # A slow peer (e.g. one reading a large input) must not time the link out
-    # before the job's own deadline does.
-    timeout_ms = ctx.spec.deadline_seconds * 1000
     return {
         "connect_retry_times": SPU_CONNECT_RETRY_TIMES,
         "connect_retry_interval_ms": SPU_CONNECT_RETRY_INTERVAL_MS,
-        "recv_timeout_ms": timeout_ms,
-        "http_timeout_ms": timeout_ms,
+        # A slow peer (e.g. one reading a large input) must not time the wait for its
+        # next message out before the job's own deadline does.
+        "recv_timeout_ms": ctx.spec.deadline_seconds * 1000,
+        "http_timeout_ms": LINK_SEND_TIMEOUT_MS,
     }
 
 
