@@ -7,7 +7,7 @@ from typing import Any
 from conftest import full_spec, job_context, tls_node
 from sfnode.config import NodeConfig
 from sfnode.federation import Federation
-from sfnode.sfargs import sf_init_kwargs, spu_cluster_def
+from sfnode.sfargs import LINK_SEND_TIMEOUT_MS, sf_init_kwargs, spu_cluster_def, spu_link_desc
 
 
 def test_sf_init_is_production_mode(config: NodeConfig, federation: Federation,
@@ -77,3 +77,14 @@ def test_rayfed_unpickles_only_the_allowed_types(config: NodeConfig, federation:
     assert "*" not in allowed and all("*" not in names for names in allowed.values())
     allowed["numpy"].append("*")  # rayfed rewrites what it gets; the constant stays
     assert "*" not in SERIALIZING_ALLOWED["numpy"]
+
+
+def test_spu_links_wait_for_a_peer_until_the_deadline_but_resend_within_seconds(
+        config: NodeConfig, federation: Federation, tmp_path: Path) -> None:
+    """A slow peer's next message is awaited as long as the job may run; a request that
+    got no answer (brpc with TLS can hold its last bytes back) is sent again after
+    LINK_SEND_TIMEOUT_MS, not after the deadline."""
+    ctx = job_context(config, federation, full_spec(deadline_seconds=900), tmp_path)
+    desc = spu_link_desc(ctx)
+    assert desc["recv_timeout_ms"] == 900_000
+    assert desc["http_timeout_ms"] == LINK_SEND_TIMEOUT_MS <= 20_000
