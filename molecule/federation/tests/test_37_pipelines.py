@@ -171,7 +171,7 @@ def test_a_bad_pipeline_is_refused_naming_the_step_and_field(party_hosts, bc, ch
 
 def test_a_bad_pipeline_submitted_runs_nowhere_and_the_workers_stay_up(three_parties, party_hosts, bc):
     steps = lr_steps()
-    steps[5] = {**steps[5], "attrs": {**stepstep_of(s, "train")["attrs"], "epochs": 0}}
+    step_of(steps, "train")["attrs"]["epochs"] = 0
     spec = pipeline("bad", steps)
     run = three_parties.run(spec, timeout=600)
     assert run.rc != 0
