@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -415,12 +415,11 @@ def platform_overhead(done: Finished, marks: dict[str, float]) -> dict[str, floa
     submit`` to the runner's first mark (CLI, broker, worker, validation, slot, gate, runner
     start), and from the runner's last mark to the command's return (result file, supervisor,
     result backend, CLI). Both include one ``podman exec`` (see ``exec_seconds``)."""
-    out: dict[str, float] = {}
-    if "import" in marks:
-        out["submit_to_runner"] = round(marks["import"] - done.started_at, 3)
-    if "done" in marks:
-        out["result_to_submitter"] = round(done.ended_at - marks["done"], 3)
-    return out
+    if not marks:
+        return {}
+    # the first mark is the runner's start ("import"; "run" for a pipeline), the last "done"
+    return {"submit_to_runner": round(min(marks.values()) - done.started_at, 3),
+            "result_to_submitter": round(done.ended_at - max(marks.values()), 3)}
 
 
 def bare_phases(ended: dict[str, float]) -> dict[str, float]:
@@ -598,9 +597,13 @@ def upload_psi_inputs(fed: Bench, keys: int) -> None:
             remote_dir = f"{data_dir}/{DATA_SUBDIR}"
             exec_root(container, ["mkdir", "-p", remote_dir])
             podman_ok(["cp", str(local), f"{container}:{data_dir}/{psi_input(keys)}"])
-            # the worker's user owns inputs; the Ray head's group reads them
-            exec_root(container, ["chown", "-R", f"{NODE_USER}:{RAY_USER}", remote_dir])
-            exec_root(container, ["chmod", "-R", "u=rwX,g=rX,o=", remote_dir])
+            own_inputs(container, remote_dir)
+
+
+def own_inputs(container: str, directory: str) -> None:
+    """The worker's user owns inputs; the Ray head's group reads them."""
+    exec_root(container, ["chown", "-R", f"{NODE_USER}:{RAY_USER}", directory])
+    exec_root(container, ["chmod", "-R", "u=rwX,g=rX,o=", directory])
 
 
 def clean_up(fed: Bench) -> None:
@@ -638,12 +641,29 @@ def machine() -> dict[str, Any]:
     }
 
 
-def medians(runs: list[Run]) -> dict[str, float]:
+def medians(runs: list[Run], names: Sequence[str] = MEASUREMENTS) -> dict[str, float]:
     out = {}
-    for name in MEASUREMENTS:
+    for name in names:
         values = [r.seconds for r in runs if r.measurement == name]
         if values:
             out[name] = round(statistics.median(values), 3)
+    return out
+
+
+def part_medians(runs: list[Run], keys: Sequence[str],
+                 names: Sequence[str] = MEASUREMENTS) -> dict[str, dict[str, float]]:
+    """Per measurement, the median over runs and parties of each entry of the parties'
+    mappings ``keys`` (phases, overhead parts, steps)."""
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        parts: dict[str, list[float]] = {}
+        for run in (r for r in runs if r.measurement == name):
+            for party in run.parties.values():
+                for key in keys:
+                    for part, value in (party.get(key) or {}).items():
+                        parts.setdefault(part, []).append(value)
+        if parts:
+            out[name] = {part: round(statistics.median(v), 3) for part, v in parts.items()}
     return out
 
 
@@ -680,17 +700,7 @@ def print_ratios(title: str, values: dict[str, float], targets: dict[str, float]
 
 def phase_medians(runs: list[Run]) -> dict[str, dict[str, float]]:
     """Per measurement, the median over runs and parties of each phase and overhead part."""
-    out: dict[str, dict[str, float]] = {}
-    for name in MEASUREMENTS:
-        parts: dict[str, list[float]] = {}
-        for run in (r for r in runs if r.measurement == name):
-            for party in run.parties.values():
-                for key in ("phase_seconds", "overhead_seconds"):
-                    for part, value in (party.get(key) or {}).items():
-                        parts.setdefault(part, []).append(value)
-        if parts:
-            out[name] = {part: round(statistics.median(v), 3) for part, v in parts.items()}
-    return out
+    return part_medians(runs, ("phase_seconds", "overhead_seconds"))
 
 
 def exec_seconds(repeat: int = 5) -> float:
@@ -847,25 +857,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclass
+class Outcome:
+    """How a benchmark went: the federation (None if it could not be read), one podman
+    exec's seconds, the error that ended it and the exit code (2: the federation cannot be
+    reached, 1: a job failed or a result is wrong)."""
+
+    fed: Bench | None = None
+    exec_s: float | None = None
+    error: str | None = None
+    code: int = 0
+
+
+def against_the_demo(body: Callable[[Bench], None],
+                     tidy: Callable[[Bench, str | None], None]) -> Outcome:
+    """Read the demo federation, time one podman exec, run ``body`` on it, and whatever
+    happened, ``tidy`` it (with the error, if any) once it was read."""
+    out = Outcome()
+    try:
+        out.fed = load_bench()
+        out.exec_s = exec_seconds()
+        body(out.fed)
+    except SetupError as exc:
+        out.error, out.code = str(exc), 2
+    except BenchError as exc:
+        out.error, out.code = str(exc), 1
+    finally:
+        if out.fed is not None:
+            tidy(out.fed, out.error)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     info = machine()
     runs: list[Run] = []
-    fed: Bench | None = None
-    error: str | None = None
-    code = 0
-    exec_s: float | None = None
-    try:
-        fed = load_bench()
-        exec_s = exec_seconds()
-        run_all(fed, args, runs)
-    except SetupError as exc:
-        error, code = str(exc), 2
-    except BenchError as exc:
-        error, code = str(exc), 1
-    finally:
-        if fed is not None:
-            clean_up(fed)
+    outcome = against_the_demo(lambda fed: run_all(fed, args, runs), lambda fed, _: clean_up(fed))
+    fed, exec_s, error, code = outcome.fed, outcome.exec_s, outcome.error, outcome.code
     print_report(runs, args.keys, args.repeat, info, fed.tls if fed else None, exec_s)
     if args.json:
         data = report_json(runs, args.keys, args.repeat, info, fed, error, exec_s)

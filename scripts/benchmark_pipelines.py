@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -40,25 +39,25 @@ from typing import Any
 
 from benchmark import (
     NODE_ENV,
-    NODE_USER,
     PARTIES,
     PLATFORM_SLOT,
     RESULT_MARK,
     RUN_MARGIN_SECONDS,
-    RAY_USER,
     VENV_PYTHON,
     Bench,
-    BenchError,
     Finished,
     Run,
-    SetupError,
+    against_the_demo,
     by_hand_command,
     exec_root,
-    exec_seconds,
     failure,
-    load_bench,
     machine,
+    medians,
     overhead,
+    own_inputs,
+    part_medians,
+    platform_overhead,
+    positive,
     run_both,
     settle,
     submit_command,
@@ -91,9 +90,8 @@ def upload_data(fed: Bench) -> dict[str, Any]:
         table = exec_root(alice, ["cat", f"{MAKER_DIR}/{party}.csv"])
         target = f"{fed.configs[party].data_dir}/{DATA_SUBDIR}"
         exec_root(Bench.container(party), ["sh", "-c", (
-            f"mkdir -p {target} && cat > {target}/{party}.csv && "
-            f"chown -R {NODE_USER}:{RAY_USER} {target} && chmod -R u=rwX,g=rX,o= {target}")],
-            input_text=table)
+            f"mkdir -p {target} && cat > {target}/{party}.csv")], input_text=table)
+        own_inputs(Bench.container(party), target)
     truth = json.loads(exec_root(alice, ["cat", f"{MAKER_DIR}/truth.json"]))
     exec_root(alice, ["rm", "-rf", MAKER_DIR])
     return truth
@@ -156,7 +154,7 @@ def run_platform(fed: Bench, name: str, job_id: str, rep: int) -> Run:
             "auc": check_auc(what, done[party], result), "step_seconds": step_seconds(result),
             # the runner's first mark ("run") is its start: SecretFlow's base already imported
             "phase_seconds": phases_of(marks, marks.get("run", 0.0)),
-            "overhead_seconds": overhead_split(done[party], marks),
+            "overhead_seconds": platform_overhead(done[party], marks),
             "link_resends": platform_resends(fed, party, job_id)}
     return Run(f"{name} platform", rep, job_id, wall, parties)
 
@@ -174,15 +172,6 @@ def phases_of(marks: dict[str, float], start: float) -> dict[str, float]:
     if "shutdown" in marks and "done" in marks:
         out["shutdown"] = round(marks["done"] - marks["shutdown"], 3)
     return out
-
-
-def overhead_split(done: Finished, marks: dict[str, float]) -> dict[str, float]:
-    """As benchmark.py's: from starting ``sfnode submit`` to the runner's first mark, and
-    from its last mark to the command's return (each with one ``podman exec``)."""
-    if not marks:
-        return {}
-    return {"submit_to_runner": round(min(marks.values()) - done.started_at, 3),
-            "result_to_submitter": round(done.ended_at - max(marks.values()), 3)}
 
 
 def by_hand_config(fed: Bench, party: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -235,21 +224,8 @@ def log_run(run: Run) -> None:
     print(f"  {run.measurement:<16} rep {run.rep}: {run.seconds:7.2f} s  ({aucs})", flush=True)
 
 
-def medians(runs: list[Run]) -> dict[str, float]:
-    names = dict.fromkeys(r.measurement for r in runs)
-    return {name: round(statistics.median(r.seconds for r in runs if r.measurement == name), 3)
-            for name in names}
-
-
-def part_medians(runs: list[Run], key: str) -> dict[str, dict[str, float]]:
-    """Per measurement, the median over runs and parties of each entry of ``key``."""
-    out: dict[str, dict[str, list[float]]] = {}
-    for run in runs:
-        for party in run.parties.values():
-            for part, value in (party.get(key) or {}).items():
-                out.setdefault(run.measurement, {}).setdefault(part, []).append(value)
-    return {m: {p: round(statistics.median(v), 3) for p, v in parts.items()}
-            for m, parts in out.items()}
+def measurements(runs: list[Run]) -> list[str]:
+    return list(dict.fromkeys(r.measurement for r in runs))
 
 
 def ratios(med: dict[str, float]) -> dict[str, float]:
@@ -258,7 +234,7 @@ def ratios(med: dict[str, float]) -> dict[str, float]:
 
 
 def print_report(runs: list[Run], info: dict[str, Any], exec_s: float | None) -> None:
-    med = medians(runs)
+    med = medians(runs, measurements(runs))
     print()
     print(f"{'measurement':<16} {'median s':>9}   runs (s)")
     for name, value in med.items():
@@ -266,14 +242,14 @@ def print_report(runs: list[Run], info: dict[str, Any], exec_s: float | None) ->
         print(f"{name:<16} {value:>9.2f}   {each}")
     print()
     print("median seconds per phase (over runs and parties)")
-    for name, parts in part_medians(runs, "phase_seconds").items():
+    for name, parts in part_medians(runs, ("phase_seconds",), measurements(runs)).items():
         print(f"  {name:<16} " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
-    for name, parts in part_medians(runs, "overhead_seconds").items():
+    for name, parts in part_medians(runs, ("overhead_seconds",), measurements(runs)).items():
         own = overhead(parts, exec_s)
         print(f"  {name:<16} " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items())
               + (f"; less one podman exec ({exec_s:.2f}): {own:.2f}" if own is not None else ""))
     print("median seconds per step (over runs and parties)")
-    for name, parts in part_medians(runs, "step_seconds").items():
+    for name, parts in part_medians(runs, ("step_seconds",), measurements(runs)).items():
         print(f"  {name:<16} " + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()))
     print()
     print(f"{'ratio platform/by hand':<24} {'value':>6}  target")
@@ -311,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="The example pipelines through the platform (sfnode submit) against "
                     "comp_eval by hand on the demo federation: median wall seconds, phases, "
                     "steps and the ratio.")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement (default 3)")
+    parser.add_argument("--repeat", type=positive, default=3,
+                        help="runs of each measurement (default 3)")
     parser.add_argument("--only", action="append", choices=PIPELINES,
                         help="only this pipeline (repeatable; default: both)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
@@ -324,34 +301,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     info = machine()
     runs: list[Run] = []
     job_ids: list[str] = []
-    fed: Bench | None = None
-    error: str | None = None
-    code = 0
-    exec_s: float | None = None
-    try:
-        fed = load_bench()
-        exec_s = exec_seconds()
-        run_all(fed, args, runs, job_ids)
-    except SetupError as exc:
-        error, code = str(exc), 2
-    except BenchError as exc:
-        error, code = str(exc), 1
-    finally:
-        if fed is not None and error is None:
+
+    def tidy(fed: Bench, error: str | None) -> None:
+        if error is None:
             clean_up(fed, job_ids)
-        elif fed is not None:
+        else:
             print(f"work dirs kept for a look: {', '.join(job_ids)} in each party's JOB_DIR",
                   file=sys.stderr)
+
+    outcome = against_the_demo(lambda fed: run_all(fed, args, runs, job_ids), tidy)
+    exec_s, error, code = outcome.exec_s, outcome.error, outcome.code
     print_report(runs, info, exec_s)
     if args.json:
-        med = medians(runs)
+        names = measurements(runs)
+        med = medians(runs, names)
         args.json.write_text(json.dumps({
             "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "ok": error is None, "error": error,
             "repeat": args.repeat, "machine": info, "podman_exec_seconds": exec_s,
             "medians_seconds": med, "ratios": ratios(med), "ratio_target": RATIO_TARGET,
-            "phase_medians_seconds": part_medians(runs, "phase_seconds"),
-            "overhead_medians_seconds": part_medians(runs, "overhead_seconds"),
-            "step_medians_seconds": part_medians(runs, "step_seconds"),
+            "phase_medians_seconds": part_medians(runs, ("phase_seconds",), names),
+            "overhead_medians_seconds": part_medians(runs, ("overhead_seconds",), names),
+            "step_medians_seconds": part_medians(runs, ("step_seconds",), names),
             "runs": [{"measurement": r.measurement, "rep": r.rep, "job_id": r.job_id,
                       "seconds": r.seconds, "parties": r.parties} for r in runs],
         }, indent=2) + "\n", encoding="utf-8")
