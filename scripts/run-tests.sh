@@ -44,6 +44,10 @@ for s in $scenarios; do
   stage "molecule $s" sh -c "echo 'molecule $s: exit $rc after $((SECONDS - started[$s])) s'; exit $rc"
 done
 
+# CI shows only the end of this output: name the failed tests last.
+for s in $scenarios; do
+  sed 's/\x1b\[[0-9;]*m//g' "$logs/$s.log" | grep -E '^(FAILED|ERROR) ' | sed "s/^/$s: /"
+done
 [ "$failed" -eq 0 ] || echo "failed stages: ${failures[*]}"
 echo "stages: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
