@@ -97,7 +97,7 @@ def test_a_peer_stopped_during_a_job_fails_it_at_the_deadline_naming_the_peer(th
     bob.run_expect([0], f"systemctl stop {WORKER_UNIT}")
     try:
         proc = three_parties.start({"job_id": job_id, "kind": "ping", "parties": ["alice", "bob"], "slot": 3,
-                           "deadline_seconds": 60})
+                           "deadline_seconds": 30})
         wait_for(lambda: job_phase(alice, job_id) == "init", 180, "alice's part in sf.init")
         bob.run_expect([0], f"systemctl stop {services}")
         run = three_parties.finish(proc, timeout=400)
@@ -106,7 +106,7 @@ def test_a_peer_stopped_during_a_job_fails_it_at_the_deadline_naming_the_peer(th
     assert run.rc != 0, run
     result = run.results["alice"]
     assert result["ok"] is False and result["phase"] == "init", run
-    assert "missed its 60 s deadline" in result["error"] and "bob" in result["error"], result
+    assert "missed its 30 s deadline" in result["error"] and "bob" in result["error"], result
     assert not job_process_alive(alice, job_id)
     assert healthy(alice)
     wait_for(lambda: healthy(bob), 180, "bob healthy again after his services restart")

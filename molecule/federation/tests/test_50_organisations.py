@@ -183,7 +183,8 @@ def organisations(tmp_path_factory, request):
     assert recap_hosts(out) == {erin.container}, out[-2000:]
     # erin's CA owner signs it; erin runs site.yml again, which installs it
     erin.ca.sign(request, signed)  # (erin.ca set above)
-    runs = {"dan": finish_site(dan_run), "erin": finish_site(start_site(erin, "alone"))}
+    erin_run = start_site(erin, "alone")  # while dan's may still run
+    runs = {"dan": finish_site(dan_run), "erin": finish_site(erin_run)}
     for pid, (rc, out) in runs.items():
         assert rc == 0, (pid, out[-5000:])
         assert recap_hosts(out) == {orgs[pid].container}, (pid, out[-2000:])
