@@ -129,7 +129,8 @@ def inventory(workdir: Path, hosts: dict[str, str]) -> Path:
 
 
 def site(hosts_file: Path, log: Path, profile: bool = False) -> float:
-    extra = {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"} if profile else {}
+    extra = ({"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks", "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all"}
+             if profile else {})
     began = time.monotonic()
     done = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(hosts_file), "site.yml",
                            "-e", f"@{CACHE / 'python' / 'standin-vars.yml'}"], cwd=ROOT, capture_output=True,
@@ -152,6 +153,15 @@ def slowest_tasks(log: Path, count: int = 10) -> list[tuple[str, float]]:
     summary = text[text.find("TASKS RECAP"):]
     found = re.findall(r"^(.+?) -{3,} (\d+\.\d+)s$", summary, re.M)
     return [(name.strip(), float(seconds)) for name, seconds in found[:count]]
+
+
+def seconds_by_role(log: Path) -> list[tuple[str, float]]:
+    """The profile's task times summed by role ('-' for the play's own tasks), largest first."""
+    totals: dict[str, float] = {}
+    for name, seconds in slowest_tasks(log, count=10_000):
+        role = name.split(" : ", 1)[0] if " : " in name else "-"
+        totals[role] = totals.get(role, 0.0) + seconds
+    return sorted(((role, round(total, 1)) for role, total in totals.items()), key=lambda item: -item[1])
 
 
 def task_count(log: Path) -> int:
@@ -183,9 +193,13 @@ def main() -> int:
             figures["fresh_party_seconds"] = round(
                 site(inventory(fresh, {f"{PREFIX}fresh": "fresh"}), fresh / "site.log", profile=True), 1)
             figures["fresh_ratio"] = round(figures["fresh_party_seconds"] / figures["bare_install_seconds"], 2)
-            figures["fresh_slowest"] = slowest_tasks(fresh / "site.log")
+            figures["fresh_slowest"] = slowest_tasks(fresh / "site.log", count=25)
+            figures["fresh_by_role"] = seconds_by_role(fresh / "site.log")
+            figures["fresh_tasks"] = task_count(fresh / "site.log")
             print(f"fresh party (site.yml on a fresh host): {figures['fresh_party_seconds']} s, "
                   f"{figures['fresh_ratio']} x the bare install (target <= 1.5)", flush=True)
+            print(f"  {figures['fresh_tasks']} tasks; by role: "
+                  + ", ".join(f"{role} {total} s" for role, total in figures["fresh_by_role"]))
             for name, seconds in figures["fresh_slowest"]:
                 print(f"  {seconds:6.2f} s  {name}")
             remove_hosts()
@@ -203,9 +217,11 @@ def main() -> int:
         figures["noop_recap"] = recap(log)
         figures["noop_tasks"] = task_count(log)
         figures["noop_slowest"] = slowest_tasks(log)
+        figures["noop_by_role"] = seconds_by_role(log)
         changed = {host: r.get("changed") for host, r in figures["noop_recap"].items()}
         print(f"no-op site.yml on {args.parties} parties: {figures['noop_seconds']} s (target <= 30), "
               f"{figures['noop_tasks']} tasks, changed: {changed}")
+        print("  by role: " + ", ".join(f"{role} {total} s" for role, total in figures["noop_by_role"]))
         for name, seconds in figures["noop_slowest"]:
             print(f"  {seconds:6.2f} s  {name}")
     except StepFailed as exc:
@@ -214,6 +230,7 @@ def main() -> int:
     finally:
         remove_hosts()
         subprocess.run(["podman", "network", "rm", "-f", NETWORK], env=env(), capture_output=True, check=False)
+    print(f"benchmark_provision: the playbooks' output is in {workdir}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
     return 0
