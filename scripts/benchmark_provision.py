@@ -155,6 +155,27 @@ def slowest_tasks(log: Path, count: int = 10) -> list[tuple[str, float]]:
     return [(name.strip(), float(seconds)) for name, seconds in found[:count]]
 
 
+def cpu_idle(seconds: float = 5.0) -> float:
+    """The share of this machine's CPU time that was idle over the next ``seconds``."""
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+    idle0, total0 = sample()
+    time.sleep(seconds)
+    idle1, total1 = sample()
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def settle(limit: float = 240.0, idle: float = 0.9) -> float:
+    """Wait until the new nodes are quiet (their Ray heads' warm workers and the workers'
+    standby runners import SecretFlow after a start), as nodes are between runs: the CPUs
+    at least ``idle`` idle over 5 s, for at most ``limit`` s. The seconds waited."""
+    began = time.monotonic()
+    while time.monotonic() - began < limit and cpu_idle() < idle:
+        pass
+    return round(time.monotonic() - began, 1)
+
+
 def seconds_by_role(log: Path) -> list[tuple[str, float]]:
     """The profile's task times summed by role ('-' for the play's own tasks), largest first."""
     totals: dict[str, float] = {}
@@ -212,6 +233,8 @@ def main() -> int:
         figures["first_run_seconds"] = round(site(hosts_file, federation / "first.log"), 1)
         print(f"first site.yml on {args.parties} parties from the runtime image: {figures['first_run_seconds']} s",
               flush=True)
+        figures["settled_seconds"] = settle()
+        print(f"settled after {figures['settled_seconds']} s (CPUs at least 90% idle over 5 s)", flush=True)
         log = federation / "noop.log"
         figures["noop_seconds"] = round(site(hosts_file, log, profile=True), 1)
         figures["noop_recap"] = recap(log)
