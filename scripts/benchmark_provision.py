@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -253,6 +254,9 @@ def main() -> int:
     finally:
         remove_hosts()
         subprocess.run(["podman", "network", "rm", "-f", NETWORK], env=env(), capture_output=True, check=False)
+        # the hosts' broker passwords go with the hosts; the playbooks' output stays
+        for secrets in workdir.glob("*/secrets"):
+            shutil.rmtree(secrets, ignore_errors=True)
     print(f"benchmark_provision: the playbooks' output is in {workdir}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

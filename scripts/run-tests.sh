@@ -44,9 +44,22 @@ for s in $scenarios; do
   stage "molecule $s" sh -c "echo 'molecule $s: exit $rc after $((SECONDS - started[$s])) s'; exit $rc"
 done
 
-# CI shows only the end of this output: name the failed tests last.
+# CI shows only the end of this output: name the failed tests last, from
+# pytest's short summary in each scenario's log (molecule boxes and wraps it).
+failed_tests() {
+  sed 's/\x1b\[[0-9;]*m//g' "$1" | awk '
+    /short test summary info/ { on = 1; next }
+    on && /[0-9]+ (passed|failed|errors?)( |,|$)/ { on = 0 }
+    on {
+      sub(/^ *│ ?/, ""); sub(/^ +/, "")
+      if ($0 ~ /^=+$/ || $0 == "") next
+      if ($0 ~ /^(FAILED|ERROR)/) { if (entry != "") print entry; entry = $0 }
+      else if (entry != "") entry = entry (entry ~ /^(FAILED|ERROR)$/ ? " " : "") $0
+    }
+    END { if (entry != "") print entry }'
+}
 for s in $scenarios; do
-  sed 's/\x1b\[[0-9;]*m//g' "$logs/$s.log" | grep -E '^(FAILED|ERROR) ' | sed "s/^/$s: /"
+  [ -f "$logs/$s.log" ] && failed_tests "$logs/$s.log" | sed "s/^/$s: /"
 done
 [ "$failed" -eq 0 ] || echo "failed stages: ${failures[*]}"
 echo "stages: $passed passed, $failed failed"
