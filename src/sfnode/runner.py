@@ -222,11 +222,21 @@ def run(spec: JobSpec, ctx: JobContext, status: StatusFile) -> dict[str, Any]:
         traceback.print_exc()
         outcome.update(ok=False, error=_silent_peers(status, phase) + _describe(exc, phase))
         outcome.pop("result", None)
+        # The failure is final before SecretFlow's error shutdown: the peers may already
+        # have ended on rayfed's error message, and that shutdown can take seconds.
+        _finish(outcome, phase, started, status, result_path)
         if sf is not None and initialised and phase != "shutdown":
             try:
                 sf.shutdown(on_error=True)
             except BaseException:  # noqa: BLE001
                 traceback.print_exc()
+        return outcome
+    return _finish(outcome, phase, started, status, result_path)
+
+
+def _finish(outcome: dict[str, Any], phase: str, started: float, status: StatusFile,
+            result_path: Path) -> dict[str, Any]:
+    """``outcome`` as the job's final result, written to ``result_path``."""
     outcome.update(phase=phase, final=True, seconds=round(time.monotonic() - started, 3),
                    phases=status.data["phases"])
     write_json_atomic(result_path, outcome)

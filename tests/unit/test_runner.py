@@ -94,6 +94,29 @@ def test_run_turns_exceptions_into_results(config: NodeConfig, federation: Feder
     assert [c[0] for c in module.calls] == ["init"]  # nothing to shut down
 
 
+def test_a_failed_run_is_final_on_disk_before_secretflows_error_shutdown(
+        config: NodeConfig, federation: Federation, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # the peers end on rayfed's error message while this side still shuts down
+    module = fake_secretflow()
+    seen: list[Any] = []
+    module.shutdown = lambda **kwargs: seen.append(  # type: ignore[attr-defined]
+        (kwargs, json.loads((tmp_path / "result.json").read_text())))
+    monkeypatch.setitem(sys.modules, "secretflow", module)
+
+    def unreadable(sf: Any, ctx: Any) -> dict[str, Any]:
+        raise PermissionError("shared/locked.csv")
+
+    monkeypatch.setattr(runner, "run_kind", unreadable)
+    ctx = job_context(config, federation, full_spec(), tmp_path)
+    outcome = run(ctx.spec, ctx, StatusFile(tmp_path / "status.json", ctx.spec, "alice"))
+    assert outcome["ok"] is False and outcome["phase"] == "run"
+    [(kwargs, on_disk)] = seen
+    assert kwargs == {"on_error": True}
+    assert on_disk["final"] is True and on_disk["ok"] is False
+    assert "PermissionError in phase run: shared/locked.csv" in on_disk["error"], on_disk
+
+
 def test_a_peer_that_never_listened_is_named_when_rayfed_gives_up(
         config: NodeConfig, federation: Federation, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:

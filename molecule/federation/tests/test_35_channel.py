@@ -107,6 +107,12 @@ def result(host, job_id: str) -> dict:
     return json.loads(run.stdout) if run.rc == 0 else {}
 
 
+def final_result(host, job_id: str) -> dict:
+    """A node's result of a job once it is final, else nothing."""
+    answer = result(host, job_id)
+    return answer if answer.get("final") else {}
+
+
 def psi(job_id: str, slot: int, bob_path: str = "shared/ids.csv", alice_path: str = "shared/ids.csv",
         a: str = "alice", b: str = "bob") -> dict:
     return {"job_id": job_id, "kind": "psi", "parties": [a, b], "slot": slot,
@@ -238,8 +244,10 @@ def test_a_job_whose_slot_is_busy_on_bob_fails_on_alice_within_15_s_naming_bob(i
     RAN.append(("unreadable", job_id))
     assert answer["rc"] != 0, answer
     assert "party bob" in answer["results"]["alice"]["error"], answer
-    theirs = result(bob, job_id)
-    assert theirs.get("final") and theirs.get("ok") is False and not theirs.get("cancelled_by"), theirs
+    # bob's side records its own failure; alice may hear of it (from rayfed) a moment earlier
+    theirs = wait_for(lambda: final_result(bob, job_id), 30,
+                      lambda: f"bob's final result of {job_id}: {result(bob, job_id)}", step=0.5)
+    assert theirs.get("ok") is False and not theirs.get("cancelled_by"), theirs
 
 
 def test_a_running_psi_cancelled_by_bob_ends_on_both_and_the_slot_takes_the_next_job(inputs):
