@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -143,6 +144,32 @@ def _rayfed_api() -> Any:
     return fed.api
 
 
+def interrupt_plainly(fed_api: Any) -> None:
+    """Have the SIGINT handler that rayfed installs in ``fed.init`` raise
+    KeyboardInterrupt, instead of shutting rayfed down and calling ``sys.exit``.
+
+    rayfed sends SIGINT to its own process once it could not send a result to a peer
+    (this party's task failed; the peers get the error instead). Its own handler runs
+    the shutdown and the exit from inside whatever the main thread was doing: a
+    ``ray.get``, or this runner's handling of that same failure, where the exit cut the
+    final result short (the job then ended with no result on this party). Raised as
+    KeyboardInterrupt, it ends the job's step like any error; the failure is written,
+    and only then is rayfed shut down (``sf.shutdown(on_error=True)``)."""
+    if fed_api is not None and hasattr(fed_api, "_signal_handler"):
+        fed_api._signal_handler = signal.default_int_handler  # noqa: SLF001
+
+
+def _rayfed_sending_error() -> str:
+    """The error rayfed could not send to a peer (this party's failed task), if any."""
+    try:
+        from fed._private.global_context import get_global_context  # noqa: PLC0415
+
+        error = get_global_context().get_cleanup_manager().get_last_sending_error()
+    except Exception:  # noqa: BLE001  not this rayfed, or no context (any more)
+        return ""
+    return ANSI_COLOUR.sub("", str(getattr(error, "cause", None) or error)).strip() if error else ""
+
+
 def ping_when_peers_listen(fed_api: Any, prober: PeerProber) -> None:
     """Make rayfed's readiness ping wait until every peer's rayfed port listens.
 
@@ -197,7 +224,9 @@ def run(spec: JobSpec, ctx: JobContext, status: StatusFile) -> dict[str, Any]:
         phase = "init"
         status.phase(phase)
         prober = PeerProber(spec.peers(ctx.self_id), status.peer_answered)
-        ping_when_peers_listen(_rayfed_api(), prober)
+        fed_api = _rayfed_api()
+        ping_when_peers_listen(fed_api, prober)
+        interrupt_plainly(fed_api)
         prober.start()
         try:
             sf.init(**sf_init_kwargs(ctx))
@@ -219,6 +248,9 @@ def run(spec: JobSpec, ctx: JobContext, status: StatusFile) -> dict[str, Any]:
         phase = "done"
         status.phase(phase)
     except BaseException as exc:  # noqa: BLE001  rayfed ends a failed job with SIGINT/sys.exit
+        # rayfed's one SIGINT may still come (its own task failed while this thread waited
+        # for something else): it must not cut the final result short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         traceback.print_exc()
         outcome.update(ok=False, error=_silent_peers(status, phase) + _describe(exc, phase))
         outcome.pop("result", None)
@@ -259,12 +291,14 @@ def _run_self_starting(spec: JobSpec, ctx: JobContext, status: StatusFile,
             "seconds": round(time.monotonic() - started, 3), "phases": status.data["phases"]})
 
     ctx = dataclasses.replace(ctx, on_result=done)
+    interrupt_plainly(_rayfed_api())
     try:
         result = run_kind(None, ctx)
         outcome.update(ok=True, result=result)
         phase = "done"
         status.phase(phase)
     except BaseException as exc:  # noqa: BLE001
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in run()
         traceback.print_exc()
         phase = status.data.get("phase") or phase
         outcome.update(ok=False, error=_describe(exc, phase))
@@ -286,6 +320,9 @@ def _silent_peers(status: StatusFile, phase: str) -> str:
 
 def _describe(exc: BaseException, phase: str) -> str:
     if isinstance(exc, KeyboardInterrupt):
+        unsent = _rayfed_sending_error()
+        if unsent:  # this party's own task failed, while this thread waited for another
+            return f"{phase} failed here (rayfed passed the error on to the peers): {unsent}"
         return (f"interrupted in phase {phase} (SIGINT; rayfed sends it to itself when a "
                 "cross-silo send fails)")
     if isinstance(exc, SystemExit):

@@ -467,7 +467,10 @@ def _kill_runner(status: Mapping[str, Any], job_id: str, grace_seconds: float) -
 
 def _answer(spec: JobSpec, config: NodeConfig, workdir: Path, started: float, timed_out: bool,
             exit_code: str) -> dict[str, Any]:
-    """The answer of a job whose runner has ended, from its work dir."""
+    """The answer of a job whose runner has ended, from its work dir. A runner that ended
+    without a final result (killed, crashed) gets this answer as its final result, so
+    that a redelivered task replays it and the next worker start does not take the job
+    for one its worker abandoned."""
     log_path = workdir / LOG_NAME
     base = {"job_id": spec.job_id, "party": config.node_id, "kind": spec.kind,
             "workdir": str(workdir)}
@@ -478,11 +481,11 @@ def _answer(spec: JobSpec, config: NodeConfig, workdir: Path, started: float, ti
         return {**base, **_timeout_answer(spec, config, status, result), "seconds": seconds}
     if not isinstance(result, dict) or not result.get("final"):
         phase = status.get("phase") or "start"
-        return {**base, "ok": False, "phase": phase,
-                "error": f"the runner exited with {exit_code} in phase {phase!r} "
-                         f"without writing a final result; the end of {log_path}:\n"
-                         f"{_tail(log_path)}",
-                "seconds": seconds}
+        error = (f"the runner exited with {exit_code} in phase {phase!r} without writing a "
+                 f"final result; the end of {log_path}:\n{_tail(log_path)}")
+        write_json_atomic(workdir / RESULT_NAME, {"ok": False, "final": True, "phase": phase,
+                                                  "error": error})
+        return {**base, "ok": False, "phase": phase, "error": error, "seconds": seconds}
     answer = {**base, "ok": bool(result.get("ok")), "phase": result.get("phase"),
               "seconds": seconds}
     if result.get("ok"):

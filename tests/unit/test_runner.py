@@ -2,9 +2,12 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import signal
 import socket
 import sys
 import threading
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,49 @@ def test_a_failed_run_is_final_on_disk_before_secretflows_error_shutdown(
     assert kwargs == {"on_error": True}
     assert on_disk["final"] is True and on_disk["ok"] is False
     assert "PermissionError in phase run: shared/locked.csv" in on_disk["error"], on_disk
+
+
+@pytest.fixture
+def sigint_restored():
+    saved = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, saved)
+
+
+def test_rayfeds_sigint_ends_the_step_and_cannot_cut_the_result_short(
+        config: NodeConfig, federation: Federation, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, sigint_restored: None) -> None:
+    # rayfed's own handler shuts rayfed down and exits from wherever the main thread is
+    def rayfeds_handler(signum: int, frame: Any) -> None:
+        sys.exit(1)
+
+    fed_api = types.SimpleNamespace(_signal_handler=rayfeds_handler)
+    monkeypatch.setattr(runner, "_rayfed_api", lambda: fed_api)
+    module = fake_secretflow()
+    module.init = lambda **kwargs: signal.signal(signal.SIGINT, fed_api._signal_handler)  # as fed.init
+    shutdowns: list[dict[str, Any]] = []
+
+    def shutdown(**kwargs: Any) -> None:  # a second SIGINT while the failure is handled
+        shutdowns.append(kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.2)
+
+    module.shutdown = shutdown
+    monkeypatch.setitem(sys.modules, "secretflow", module)
+
+    def waits_for_a_peer(sf: Any, ctx: Any) -> dict[str, Any]:
+        os.kill(os.getpid(), signal.SIGINT)  # this party's task failed meanwhile
+        time.sleep(5)
+        return {}
+
+    monkeypatch.setattr(runner, "run_kind", waits_for_a_peer)
+    monkeypatch.setattr(runner, "PeerProber", functools.partial(PeerProber, probe=lambda host, port: True))
+    ctx = job_context(config, federation, full_spec(), tmp_path)
+    outcome = run(ctx.spec, ctx, StatusFile(tmp_path / "status.json", ctx.spec, "alice"))
+    assert outcome["ok"] is False and outcome["phase"] == "run", outcome
+    assert outcome["error"].startswith("interrupted in phase run (SIGINT"), outcome["error"]
+    assert shutdowns == [{"on_error": True}]
+    assert json.loads((tmp_path / "result.json").read_text())["final"] is True
 
 
 def test_a_peer_that_never_listened_is_named_when_rayfed_gives_up(

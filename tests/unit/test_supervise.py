@@ -104,6 +104,12 @@ def test_crash_without_result_reports_log_tail(config: NodeConfig,
     assert answer["ok"] is False
     assert "exited with code 3 in phase 'start' without writing a final result" in answer["error"]
     assert "boom: no secretflow here" in answer["error"]
+    # recorded as the job's end: a redelivered task replays it, a worker start keeps it
+    recorded = json.loads((config.job_dir / "ping-0001" / "result.json").read_text())
+    assert recorded == {"ok": False, "final": True, "phase": "start", "error": answer["error"]}
+    again = run_job(full_spec(), config, federation=federation, runner_command=standin(CRASHES),
+                    poll_seconds=0.05)
+    assert again["replayed"] is True and again["error"] == answer["error"], again
 
 
 def test_bad_spec_is_an_answer(config: NodeConfig, federation: Federation) -> None:

@@ -246,7 +246,9 @@ def test_a_job_whose_slot_is_busy_on_bob_fails_on_alice_within_15_s_naming_bob(i
     assert "party bob" in answer["results"]["alice"]["error"], answer
     # bob's side records its own failure; alice may hear of it (from rayfed) a moment earlier
     theirs = wait_for(lambda: final_result(bob, job_id), 30,
-                      lambda: f"bob's final result of {job_id}: {result(bob, job_id)}", step=0.5)
+                      lambda: f"bob's final result of {job_id}: {result(bob, job_id)}; alice's answer "
+                              f"{answer}; bob's journal {journal(bob, job_id)}; bob's view "
+                              f"{sfnode(bob, f'job {job_id}').stdout}", step=0.5)
     assert theirs.get("ok") is False and not theirs.get("cancelled_by"), theirs
 
 
