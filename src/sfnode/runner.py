@@ -286,9 +286,8 @@ def _run_self_starting(spec: JobSpec, ctx: JobContext, status: StatusFile,
 
     def done(result: dict[str, Any]) -> None:
         status.phase("shutdown")
-        write_json_atomic(ctx.workdir / RESULT_NAME, {
-            **outcome, "ok": True, "result": result, "phase": "shutdown", "final": True,
-            "seconds": round(time.monotonic() - started, 3), "phases": status.data["phases"]})
+        _finish({**outcome, "ok": True, "result": result}, "shutdown", started, status,
+                ctx.workdir / RESULT_NAME)
 
     ctx = dataclasses.replace(ctx, on_result=done)
     interrupt_plainly(_rayfed_api())
@@ -302,10 +301,7 @@ def _run_self_starting(spec: JobSpec, ctx: JobContext, status: StatusFile,
         traceback.print_exc()
         phase = status.data.get("phase") or phase
         outcome.update(ok=False, error=_describe(exc, phase))
-    outcome.update(phase=phase, final=True, seconds=round(time.monotonic() - started, 3),
-                   phases=status.data["phases"])
-    write_json_atomic(ctx.workdir / RESULT_NAME, outcome)
-    return outcome
+    return _finish(outcome, phase, started, status, ctx.workdir / RESULT_NAME)
 
 
 def _silent_peers(status: StatusFile, phase: str) -> str:

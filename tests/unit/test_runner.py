@@ -22,6 +22,14 @@ from sfnode import runner
 from sfnode.runner import PeerProber, StatusFile, run
 
 
+@pytest.fixture(autouse=True)
+def sigint_restored():
+    """A failed run ignores SIGINT from then on (its process ends); pytest's stays."""
+    saved = signal.getsignal(signal.SIGINT)
+    yield
+    signal.signal(signal.SIGINT, saved)
+
+
 def test_prober_records_who_answered(tmp_path: Path) -> None:
     listening = socket.socket()
     listening.bind(("127.0.0.1", 0))
@@ -120,16 +128,9 @@ def test_a_failed_run_is_final_on_disk_before_secretflows_error_shutdown(
     assert "PermissionError in phase run: shared/locked.csv" in on_disk["error"], on_disk
 
 
-@pytest.fixture
-def sigint_restored():
-    saved = signal.getsignal(signal.SIGINT)
-    yield
-    signal.signal(signal.SIGINT, saved)
-
-
 def test_rayfeds_sigint_ends_the_step_and_cannot_cut_the_result_short(
         config: NodeConfig, federation: Federation, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, sigint_restored: None) -> None:
+        monkeypatch: pytest.MonkeyPatch) -> None:
     # rayfed's own handler shuts rayfed down and exits from wherever the main thread is
     def rayfeds_handler(signum: int, frame: Any) -> None:
         sys.exit(1)
@@ -161,6 +162,44 @@ def test_rayfeds_sigint_ends_the_step_and_cannot_cut_the_result_short(
     assert outcome["error"].startswith("interrupted in phase run (SIGINT"), outcome["error"]
     assert shutdowns == [{"on_error": True}]
     assert json.loads((tmp_path / "result.json").read_text())["final"] is True
+
+    # with rayfed's record of the error it could not send, that error is the cause
+    unsent = types.SimpleNamespace(cause="RuntimeError: read csv file first line failed")
+    context = types.SimpleNamespace(get_cleanup_manager=lambda: types.SimpleNamespace(
+        get_last_sending_error=lambda: unsent))
+    monkeypatch.setitem(sys.modules, "fed", types.ModuleType("fed"))
+    monkeypatch.setitem(sys.modules, "fed._private", types.ModuleType("fed._private"))
+    monkeypatch.setitem(sys.modules, "fed._private.global_context", types.SimpleNamespace(
+        get_global_context=lambda: context))
+    (tmp_path / "result.json").unlink()
+    outcome = run(ctx.spec, ctx, StatusFile(tmp_path / "status.json", ctx.spec, "alice"))
+    assert outcome["error"] == ("run failed here (rayfed passed the error on to the peers): "
+                                "RuntimeError: read csv file first line failed"), outcome["error"]
+
+
+def test_a_kind_that_starts_secretflow_itself_hands_its_result_over_before_the_shutdown(
+        config: NodeConfig, federation: Federation, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "get_kind", lambda kind: types.SimpleNamespace(starts_secretflow=True))
+    seen: list[dict[str, Any]] = []
+    ctx = job_context(config, federation, full_spec(), tmp_path)
+    status = StatusFile(tmp_path / "status.json", ctx.spec, "alice")
+
+    def pipeline(sf: Any, ctx: Any) -> dict[str, Any]:
+        status.phase("step train")
+        ctx.on_result({"auc": 0.99})
+        seen.append(json.loads((tmp_path / "result.json").read_text()))  # before the shutdown
+        raise RuntimeError("the links' shutdown failed")
+
+    monkeypatch.setattr(runner, "run_kind", pipeline)
+    outcome = run(ctx.spec, ctx, status)
+    [handed] = seen
+    assert handed["ok"] is True and handed["final"] is True and handed["result"] == {"auc": 0.99}
+    assert handed["phase"] == "shutdown" and "step train" in handed["phases"], handed
+    # a failure after the hand-over is the job's outcome (named by its step)
+    assert outcome["ok"] is False and outcome["phase"] == "shutdown", outcome
+    assert outcome["error"] == "RuntimeError in phase shutdown: the links' shutdown failed", outcome
+    assert json.loads((tmp_path / "result.json").read_text()) == outcome
 
 
 def test_a_peer_that_never_listened_is_named_when_rayfed_gives_up(

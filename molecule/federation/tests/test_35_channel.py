@@ -275,8 +275,8 @@ def test_a_running_psi_cancelled_by_bob_ends_on_both_and_the_slot_takes_the_next
     assert "wrong file" in answer["results"]["alice"]["error"] and "bob" in answer["results"]["alice"]["error"], answer
     assert ended < 15, ended
     for pid in ("alice", "bob"):  # each supervisor records the cancellation once its runner ended
-        final = wait_for(lambda: final_result(inputs[pid], job_id), 15,  # noqa: B023
-                         lambda: f"{pid}'s final result of {job_id}: {result(inputs[pid], job_id)}")  # noqa: B023
+        final = wait_for(lambda pid=pid: final_result(inputs[pid], job_id), 15,
+                         lambda pid=pid: f"{pid}'s final result of {job_id}: {result(inputs[pid], job_id)}")
         assert final.get("ok") is False, (pid, final)
 
     # the slot takes a new job at once
